@@ -1,0 +1,19 @@
+use sea_orm::entity::prelude::*;
+
+/// A chat message. Ids are UUIDv7, so ordering by id is ordering by time; the
+/// `(chatroom_id, id)` index serves newest-first paging.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "messages")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub chatroom_id: Uuid,
+    pub sender_id: Uuid,
+    pub content: String,
+    pub created_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

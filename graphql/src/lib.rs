@@ -1,0 +1,70 @@
+//! The GraphQL API of Tidings: schema, resolvers and the events they push.
+//!
+//! # Layout
+//!
+//! - [`backend`]: what the API needs from the process that hosts it (database,
+//!   secrets, pushes). The `tidings` crate implements it with its shared
+//!   application state; this crate never touches sockets or argon2 itself, so
+//!   resolvers can only reach users through the one push service.
+//! - [`viewer`]: who is asking; resolved by the HTTP edge before execution.
+//! - `error`: the one error type of the API and its mapping to
+//!   `extensions.code`.
+//! - `types`: GraphQL object types; `query` and `mutation`: the roots.
+//! - `content`: how message text is made safe.
+//! - [`events`]: payloads of the Socket.IO events that mutations push.
+
+pub mod backend;
+mod content;
+mod error;
+pub mod events;
+mod mutation;
+mod query;
+mod types;
+pub mod viewer;
+
+use std::sync::Arc;
+
+use async_graphql::{EmptySubscription, Schema};
+
+pub use backend::Backend;
+pub use content::clean_message;
+pub use error::ApiError;
+pub use mutation::MutationRoot;
+pub use query::QueryRoot;
+pub use viewer::Viewer;
+
+pub type TidingsSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Limits that keep one request from costing the server more than it should.
+#[derive(Clone, Debug)]
+pub struct SchemaLimits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_directives: usize,
+    pub introspection: bool,
+}
+
+impl Default for SchemaLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 10,
+            max_complexity: 1000,
+            max_directives: 5,
+            introspection: true,
+        }
+    }
+}
+
+/// Builds the schema once at start-up. `backend` is the application's shared
+/// state; resolvers get it from the schema data.
+pub fn build_schema(backend: Arc<dyn Backend>, limits: &SchemaLimits) -> TidingsSchema {
+    let mut builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .data(backend)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_directives(limits.max_directives);
+    if !limits.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder.finish()
+}

@@ -1,0 +1,17 @@
+//! Schema migrations, run at start-up and by `tidings migrate`.
+//!
+//! Written only with sea-orm-migration's backend-neutral helpers so that one
+//! migration serves SQLite and PostgreSQL alike.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_tables::Migration)]
+    }
+}
