@@ -40,12 +40,16 @@ pub fn clean_message(raw: &str) -> Result<String, ApiError> {
         text = next;
     }
     if !settled {
-        return Err(ApiError::bad_input("content has too many layers of encoded markup"));
+        return Err(ApiError::bad_input(
+            "content has too many layers of encoded markup",
+        ));
     }
     let trimmed = text.trim();
     let chars = trimmed.chars().count();
     if chars == 0 {
-        return Err(ApiError::bad_input("content is empty (after removing markup)"));
+        return Err(ApiError::bad_input(
+            "content is empty (after removing markup)",
+        ));
     }
     if chars > MAX_MESSAGE_CHARS {
         return Err(ApiError::bad_input(format!(
@@ -74,7 +78,10 @@ mod tests {
 
     #[test]
     fn plain_text_is_kept_as_written() {
-        assert_eq!(clean(r#"5 < 6 & "quotes" > 'apostrophes'"#), r#"5 < 6 & "quotes" > 'apostrophes'"#);
+        assert_eq!(
+            clean(r#"5 < 6 & "quotes" > 'apostrophes'"#),
+            r#"5 < 6 & "quotes" > 'apostrophes'"#
+        );
         assert_eq!(clean("  héllo 👋  "), "héllo 👋");
     }
 

@@ -4,8 +4,8 @@
 use async_graphql::{Context, Object, ID};
 use entity::{chatroom, chatroom_member, follow, message, now_ms, user};
 use sea_orm::{
-    sea_query::OnConflict, ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr,
-    TransactionTrait,
+    sea_query::OnConflict, ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set,
+    SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -13,7 +13,9 @@ use crate::content::clean_message;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, ChatroomMessage, Followed, MessagePayload, UpdatedChat};
 use crate::query::{ensure_member, viewer};
-use crate::types::{backend, member_ids, parse_id, Chatroom, FollowPayload, Message, SignUpPayload, User};
+use crate::types::{
+    backend, member_ids, parse_id, Chatroom, FollowPayload, Message, SignUpPayload, User,
+};
 
 pub struct MutationRoot;
 
@@ -32,7 +34,9 @@ impl MutationRoot {
         let backend = backend(ctx);
         let db = backend.db();
         if username_taken(db, &username).await? {
-            return Err(ApiError::bad_input(format!("username {username:?} is taken")));
+            return Err(ApiError::bad_input(format!(
+                "username {username:?} is taken"
+            )));
         }
         let issued = backend.issue_secret().await?;
         let now = now_ms();
@@ -47,7 +51,9 @@ impl MutationRoot {
         let created = match row.insert(db).await {
             Ok(created) => created,
             Err(err) if is_unique_violation(&err) => {
-                return Err(ApiError::bad_input(format!("username {username:?} is taken")))
+                return Err(ApiError::bad_input(format!(
+                    "username {username:?} is taken"
+                )))
             }
             Err(err) => return Err(err.into()),
         };
@@ -62,7 +68,11 @@ impl MutationRoot {
     /// Follows `userId`, or unfollows if already following; the followed
     /// user is told either way.
     #[graphql(complexity = "WRITE_COST")]
-    async fn follow_unfollow_user(&self, ctx: &Context<'_>, user_id: ID) -> ApiResult<FollowPayload> {
+    async fn follow_unfollow_user(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+    ) -> ApiResult<FollowPayload> {
         let me = viewer(ctx)?;
         let target_id = parse_id(&user_id, "userId")?;
         if target_id == me.id {
@@ -74,7 +84,9 @@ impl MutationRoot {
             .one(db)
             .await?
             .ok_or(ApiError::NotFound("user"))?;
-        let removed = follow::Entity::delete_by_id((me.id, target_id)).exec(db).await?;
+        let removed = follow::Entity::delete_by_id((me.id, target_id))
+            .exec(db)
+            .await?;
         let following = removed.rows_affected == 0;
         if following {
             let row = follow::ActiveModel {
@@ -97,8 +109,13 @@ impl MutationRoot {
             following,
             timestamp: now_ms(),
         };
-        backend.push_to_users(&[target_id], events::FOLLOWED, json(&event)).await;
-        Ok(FollowPayload { following, user: User(target) })
+        backend
+            .push_to_users(&[target_id], events::FOLLOWED, json(&event))
+            .await;
+        Ok(FollowPayload {
+            following,
+            user: User(target),
+        })
     }
 
     /// The direct chatroom between the caller and `userId`, created on first
@@ -135,15 +152,20 @@ impl MutationRoot {
             // Someone created the same pair's chatroom in between: theirs wins.
             Err(err) if is_unique_violation(&err) => {
                 txn.rollback().await?;
-                return find_direct(db, &key).await?.map(Chatroom).ok_or(ApiError::NotFound("chatroom"));
+                return find_direct(db, &key)
+                    .await?
+                    .map(Chatroom)
+                    .ok_or(ApiError::NotFound("chatroom"));
             }
             Err(err) => return Err(err.into()),
         };
         let members = [me.id, other];
-        chatroom_member::Entity::insert_many(members.iter().map(|&user_id| chatroom_member::ActiveModel {
-            chatroom_id: Set(created.id),
-            user_id: Set(user_id),
-            joined_at: Set(now),
+        chatroom_member::Entity::insert_many(members.iter().map(|&user_id| {
+            chatroom_member::ActiveModel {
+                chatroom_id: Set(created.id),
+                user_id: Set(user_id),
+                joined_at: Set(now),
+            }
         }))
         .exec_without_returning(&txn)
         .await?;
@@ -155,14 +177,21 @@ impl MutationRoot {
             last_message: None,
             timestamp: now,
         };
-        backend.push_to_users(&members, events::UPDATED_CHAT, json(&event)).await;
+        backend
+            .push_to_users(&members, events::UPDATED_CHAT, json(&event))
+            .await;
         Ok(Chatroom(created))
     }
 
     /// Posts to a chatroom the caller belongs to. The content is cleaned of
     /// markup first (see `docs/protocol.md`).
     #[graphql(complexity = "WRITE_COST")]
-    async fn send_message(&self, ctx: &Context<'_>, chatroom_id: ID, content: String) -> ApiResult<Message> {
+    async fn send_message(
+        &self,
+        ctx: &Context<'_>,
+        chatroom_id: ID,
+        content: String,
+    ) -> ApiResult<Message> {
         let me = viewer(ctx)?;
         let chatroom_id = parse_id(&chatroom_id, "chatroomId")?;
         let content = clean_message(&content)?;
@@ -197,15 +226,22 @@ impl MutationRoot {
             created_at: row.created_at,
         };
         let members = member_ids(db, chatroom_id).await?;
-        let message_event = ChatroomMessage { chatroom_id, message: payload.clone() };
-        backend.push_to_users(&members, events::CHATROOM, json(&message_event)).await;
+        let message_event = ChatroomMessage {
+            chatroom_id,
+            message: payload.clone(),
+        };
+        backend
+            .push_to_users(&members, events::CHATROOM, json(&message_event))
+            .await;
         let chat_event = UpdatedChat {
             chatroom_id,
             member_ids: members.clone(),
             last_message: Some(payload.clone()),
             timestamp: now,
         };
-        backend.push_to_users(&members, events::UPDATED_CHAT, json(&chat_event)).await;
+        backend
+            .push_to_users(&members, events::UPDATED_CHAT, json(&chat_event))
+            .await;
         Ok(Message(payload))
     }
 
@@ -248,7 +284,9 @@ impl MutationRoot {
 fn validate_username(username: &str) -> ApiResult<()> {
     let len = username.chars().count();
     if !(3..=32).contains(&len) {
-        return Err(ApiError::bad_input(format!("username must be 3 to 32 characters, got {len}")));
+        return Err(ApiError::bad_input(format!(
+            "username must be 3 to 32 characters, got {len}"
+        )));
     }
     if let Some(bad) = username
         .chars()
@@ -269,7 +307,10 @@ async fn username_taken(db: &sea_orm::DatabaseConnection, username: &str) -> Api
         .is_some())
 }
 
-async fn find_direct(db: &impl sea_orm::ConnectionTrait, key: &str) -> Result<Option<chatroom::Model>, DbErr> {
+async fn find_direct(
+    db: &impl sea_orm::ConnectionTrait,
+    key: &str,
+) -> Result<Option<chatroom::Model>, DbErr> {
     chatroom::Entity::find()
         .filter(chatroom::Column::DirectKey.eq(key))
         .one(db)

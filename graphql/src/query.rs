@@ -27,7 +27,10 @@ impl QueryRoot {
     async fn user(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<User>> {
         viewer(ctx)?;
         let id = parse_id(&id, "id")?;
-        Ok(user::Entity::find_by_id(id).one(backend(ctx).db()).await?.map(User))
+        Ok(user::Entity::find_by_id(id)
+            .one(backend(ctx).db())
+            .await?
+            .map(User))
     }
 
     /// Users whose name contains `search` (case as stored), by name.
@@ -39,15 +42,24 @@ impl QueryRoot {
     ) -> ApiResult<Vec<User>> {
         viewer(ctx)?;
         let first = page_size(first, "first")?;
-        let mut query = user::Entity::find().order_by_asc(user::Column::Username).limit(first);
+        let mut query = user::Entity::find()
+            .order_by_asc(user::Column::Username)
+            .limit(first);
         if let Some(search) = search.filter(|s| !s.is_empty()) {
             if search.chars().count() > 32 {
                 return Err(ApiError::bad_input("search is at most 32 characters"));
             }
             let pattern = format!("%{}%", escape_like(&search));
-            query = query.filter(Expr::col(user::Column::Username).like(LikeExpr::new(pattern).escape('\\')));
+            query = query.filter(
+                Expr::col(user::Column::Username).like(LikeExpr::new(pattern).escape('\\')),
+            );
         }
-        Ok(query.all(backend(ctx).db()).await?.into_iter().map(User).collect())
+        Ok(query
+            .all(backend(ctx).db())
+            .await?
+            .into_iter()
+            .map(User)
+            .collect())
     }
 
     /// Who follows `userId`.
@@ -120,7 +132,11 @@ impl QueryRoot {
         }
         let mut rows = query.all(db).await?;
         rows.reverse();
-        Ok(with_senders(db, rows).await?.into_iter().map(Message).collect())
+        Ok(with_senders(db, rows)
+            .await?
+            .into_iter()
+            .map(Message)
+            .collect())
     }
 
     /// Whether the user has at least one authenticated socket.
@@ -140,7 +156,11 @@ pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> ApiResult<&'a user::Model> {
 
 /// Fails with NOT_FOUND, not FORBIDDEN, for a chatroom the caller is not in:
 /// outsiders learn nothing, not even that it exists.
-pub(crate) async fn ensure_member(db: &DatabaseConnection, chatroom: Uuid, user: Uuid) -> ApiResult<()> {
+pub(crate) async fn ensure_member(
+    db: &DatabaseConnection,
+    chatroom: Uuid,
+    user: Uuid,
+) -> ApiResult<()> {
     chatroom_member::Entity::find_by_id((chatroom, user))
         .one(db)
         .await?
@@ -151,15 +171,22 @@ pub(crate) async fn ensure_member(db: &DatabaseConnection, chatroom: Uuid, user:
 fn page_size(n: i32, argument: &str) -> ApiResult<u64> {
     match u64::try_from(n) {
         Ok(n @ 1..=MAX_PAGE) => Ok(n),
-        _ => Err(ApiError::bad_input(format!("{argument} must be between 1 and {MAX_PAGE}, got {n}"))),
+        _ => Err(ApiError::bad_input(format!(
+            "{argument} must be between 1 and {MAX_PAGE}, got {n}"
+        ))),
     }
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
-async fn users_by_ids(db: &DatabaseConnection, ids: impl Iterator<Item = Uuid>) -> ApiResult<Vec<User>> {
+async fn users_by_ids(
+    db: &DatabaseConnection,
+    ids: impl Iterator<Item = Uuid>,
+) -> ApiResult<Vec<User>> {
     let users = user::Entity::find()
         .filter(user::Column::Id.is_in(ids.collect::<Vec<_>>()))
         .order_by_asc(user::Column::Username)

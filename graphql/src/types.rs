@@ -21,8 +21,12 @@ pub(crate) fn backend<'a>(ctx: &Context<'a>) -> &'a Arc<dyn Backend> {
 
 /// Parses a GraphQL `ID` argument that must name a row by UUID.
 pub(crate) fn parse_id(id: &ID, argument: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id.as_str())
-        .map_err(|_| ApiError::bad_input(format!("{argument} must be a UUID, got {:?}", truncate(id.as_str()))))
+    Uuid::parse_str(id.as_str()).map_err(|_| {
+        ApiError::bad_input(format!(
+            "{argument} must be a UUID, got {:?}",
+            truncate(id.as_str())
+        ))
+    })
 }
 
 fn truncate(s: &str) -> String {
@@ -37,10 +41,9 @@ pub struct Timestamp(pub i64);
 impl ScalarType for Timestamp {
     fn parse(value: Value) -> async_graphql::InputValueResult<Self> {
         match &value {
-            Value::Number(n) => n
-                .as_i64()
-                .map(Timestamp)
-                .ok_or_else(|| async_graphql::InputValueError::custom("expected whole milliseconds")),
+            Value::Number(n) => n.as_i64().map(Timestamp).ok_or_else(|| {
+                async_graphql::InputValueError::custom("expected whole milliseconds")
+            }),
             _ => Err(async_graphql::InputValueError::expected_type(value)),
         }
     }
@@ -159,7 +162,10 @@ impl Chatroom {
     }
 }
 
-pub(crate) async fn member_ids(db: &sea_orm::DatabaseConnection, chatroom: Uuid) -> ApiResult<Vec<Uuid>> {
+pub(crate) async fn member_ids(
+    db: &sea_orm::DatabaseConnection,
+    chatroom: Uuid,
+) -> ApiResult<Vec<Uuid>> {
     Ok(chatroom_member::Entity::find()
         .filter(chatroom_member::Column::ChatroomId.eq(chatroom))
         .order_by_asc(chatroom_member::Column::JoinedAt)

@@ -56,7 +56,9 @@ enum Messages {
     CreatedAt,
 }
 
-fn cascade_to_user<T: IntoIden>(from: (T, impl IntoIden)) -> ForeignKeyCreateStatement {
+fn cascade_to_user<T: IntoIden + 'static>(
+    from: (T, impl IntoIden + 'static),
+) -> ForeignKeyCreateStatement {
     ForeignKey::create()
         .from(from.0, from.1)
         .to(Users::Table, Users::Id)
@@ -64,7 +66,9 @@ fn cascade_to_user<T: IntoIden>(from: (T, impl IntoIden)) -> ForeignKeyCreateSta
         .to_owned()
 }
 
-fn cascade_to_chatroom<T: IntoIden>(from: (T, impl IntoIden)) -> ForeignKeyCreateStatement {
+fn cascade_to_chatroom<T: IntoIden + 'static>(
+    from: (T, impl IntoIden + 'static),
+) -> ForeignKeyCreateStatement {
     ForeignKey::create()
         .from(from.0, from.1)
         .to(Chatrooms::Table, Chatrooms::Id)
@@ -98,7 +102,11 @@ impl MigrationTrait for Migration {
                     .col(uuid(Follows::FollowerId))
                     .col(uuid(Follows::FolloweeId))
                     .col(big_integer(Follows::CreatedAt))
-                    .primary_key(Index::create().col(Follows::FollowerId).col(Follows::FolloweeId))
+                    .primary_key(
+                        Index::create()
+                            .col(Follows::FollowerId)
+                            .col(Follows::FolloweeId),
+                    )
                     .foreign_key(&mut cascade_to_user((Follows::Table, Follows::FollowerId)))
                     .foreign_key(&mut cascade_to_user((Follows::Table, Follows::FolloweeId)))
                     .to_owned(),
@@ -172,7 +180,10 @@ impl MigrationTrait for Migration {
                     .col(uuid(Messages::SenderId))
                     .col(text(Messages::Content))
                     .col(big_integer(Messages::CreatedAt))
-                    .foreign_key(&mut cascade_to_chatroom((Messages::Table, Messages::ChatroomId)))
+                    .foreign_key(&mut cascade_to_chatroom((
+                        Messages::Table,
+                        Messages::ChatroomId,
+                    )))
                     .foreign_key(&mut cascade_to_user((Messages::Table, Messages::SenderId)))
                     .to_owned(),
             )

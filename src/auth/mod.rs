@@ -1,0 +1,13 @@
+//! Who a client is: sanitizing credentials, and verifying them against the
+//! argon2id hash on the user row.
+//!
+//! Every entry point (the `initialConnection` event, the Socket.IO handshake,
+//! GraphQL cookies and Basic auth) goes through [`Credentials`] and then
+//! [`Authenticator::authenticate`], so the rules are written once.
+
+mod authenticator;
+pub mod cookies;
+mod credentials;
+
+pub use authenticator::{AuthError, Authenticator};
+pub use credentials::{Credentials, CredentialsError, Secret};

@@ -1,0 +1,200 @@
+//! Configuration: read once from flags and environment at start, validated,
+//! then passed down. Nothing below `main` reads the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tidings",
+    version,
+    about = "Realtime Socket.IO gateway for social apps"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve HTTP, Socket.IO and GraphQL (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users from the command line.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user and print its id and secret (shown only this once).
+    Create { username: String },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for production log pipelines.
+    Json,
+}
+
+/// Every setting, each with the environment variable that sets the same thing.
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Address to listen on (HTTP, Socket.IO and GraphQL share it).
+    #[arg(long, env = "TIDINGS_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// sea-orm database URL: `sqlite://…` or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://tidings.db?mode=rwc"
+    )]
+    pub database_url: String,
+
+    /// Redis URL for multi-node fan-out; unset means a single node.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Largest database connection pool (PostgreSQL; SQLite file databases too).
+    #[arg(long, env = "TIDINGS_DB_POOL_SIZE", default_value_t = 10)]
+    pub db_pool_size: u32,
+
+    /// Browser origins allowed for CORS and for cookie credentials on the
+    /// Socket.IO handshake, comma-separated (e.g. `https://app.example.com`).
+    /// Empty: no cross-origin browser access, cookies only from non-browsers.
+    #[arg(long, env = "TIDINGS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Largest Socket.IO packet accepted, in bytes (Node's default: 1 MB).
+    #[arg(long, env = "TIDINGS_MAX_PACKET_BYTES", default_value_t = 1_000_000)]
+    pub max_packet_bytes: u64,
+
+    /// Packets buffered per socket before an emit to it fails.
+    #[arg(long, env = "TIDINGS_SOCKET_BUFFER_PACKETS", default_value_t = 1024)]
+    pub socket_buffer_packets: usize,
+
+    /// Seconds a socket may stay connected without authenticating (0: forever).
+    #[arg(long, env = "TIDINGS_AUTH_DEADLINE_SECS", default_value_t = 60)]
+    pub auth_deadline_secs: u64,
+
+    /// Failed `initialConnection` attempts after which a socket is disconnected.
+    #[arg(long, env = "TIDINGS_MAX_FAILED_AUTH_PER_SOCKET", default_value_t = 5)]
+    pub max_failed_auth_per_socket: u32,
+
+    /// argon2id verifications run at once (default: the number of cores).
+    #[arg(long, env = "TIDINGS_ARGON2_CONCURRENCY")]
+    pub argon2_concurrency: Option<usize>,
+
+    /// Largest GraphQL request body, in bytes.
+    #[arg(long, env = "TIDINGS_GRAPHQL_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub graphql_max_body_bytes: usize,
+
+    /// Deepest GraphQL selection accepted.
+    #[arg(long, env = "TIDINGS_GRAPHQL_MAX_DEPTH", default_value_t = 10)]
+    pub graphql_max_depth: usize,
+
+    /// Largest GraphQL query complexity accepted (a field costs 1, a mutation 50, one that hashes 200).
+    #[arg(long, env = "TIDINGS_GRAPHQL_MAX_COMPLEXITY", default_value_t = 1000)]
+    pub graphql_max_complexity: usize,
+
+    /// Answer GraphQL introspection queries (switch off in production if you like).
+    #[arg(long, env = "TIDINGS_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub graphql_introspection: bool,
+
+    /// Log line format.
+    #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--allowed-origins: {0:?} is not an origin like https://app.example.com")]
+    BadOrigin(String),
+    #[error("--database-url must start with sqlite: or postgres:")]
+    BadDatabaseUrl,
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+impl Config {
+    /// Rejects settings that would only fail later, and less clearly.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for origin in &self.allowed_origins {
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .map(|rest| rest.trim_end_matches('/'));
+            let ok = host.is_some_and(|host| {
+                !host.is_empty() && host.chars().all(|c| c.is_ascii_graphic() && c != '/')
+            });
+            if !ok {
+                return Err(ConfigError::BadOrigin(origin.clone()));
+            }
+        }
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            return Err(ConfigError::BadDatabaseUrl);
+        }
+        for (name, value) in [
+            ("--db-pool-size", self.db_pool_size as u64),
+            ("--max-packet-bytes", self.max_packet_bytes),
+            ("--socket-buffer-packets", self.socket_buffer_packets as u64),
+            (
+                "--max-failed-auth-per-socket",
+                self.max_failed_auth_per_socket as u64,
+            ),
+            ("--graphql-max-depth", self.graphql_max_depth as u64),
+            (
+                "--graphql-max-complexity",
+                self.graphql_max_complexity as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.argon2_concurrency == Some(0) {
+            return Err(ConfigError::Zero("--argon2-concurrency"));
+        }
+        Ok(())
+    }
+
+    pub fn auth_deadline(&self) -> Option<Duration> {
+        (self.auth_deadline_secs > 0).then(|| Duration::from_secs(self.auth_deadline_secs))
+    }
+
+    pub fn argon2_concurrency(&self) -> usize {
+        self.argon2_concurrency.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
+
+    /// Whether a browser request from `origin` may use cookie credentials.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|allowed| allowed.trim_end_matches('/') == origin)
+    }
+
+    /// Settings for tests and embedders: everything default, given database,
+    /// port 0 so the OS picks a free one.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        let mut config = Cli::parse_from(["tidings"]).config;
+        config.listen = ([127, 0, 0, 1], 0).into();
+        config.database_url = database_url.into();
+        config.redis_url = None;
+        config
+    }
+}

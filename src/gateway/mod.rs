@@ -1,0 +1,57 @@
+//! The Socket.IO gateway: what happens on connect, on `initialConnection`
+//! and on disconnect.
+//!
+//! Each socket gets a [`Session`] that its handlers share (captured by the
+//! handler closures, so no handler can silently miss it the way a missing
+//! socketioxide `Extension` would make it skip). Handlers are registered
+//! before the first `.await`, so an event sent right after connect is never
+//! lost.
+
+mod handshake;
+mod session;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::socket::DisconnectReason;
+use socketioxide::SocketIo;
+
+use crate::state::AppState;
+pub use session::Session;
+
+/// Attaches the gateway to the default namespace.
+pub fn register(io: &SocketIo, app: AppState) {
+    io.ns("/", move |s: SocketRef, TryData(auth): TryData<Value>| {
+        let app = app.clone();
+        async move { on_connect(s, auth.ok(), app).await }
+    });
+}
+
+async fn on_connect<A: Adapter>(s: SocketRef<A>, handshake_auth: Option<Value>, app: AppState) {
+    let session = Arc::new(Session::new(app));
+    tracing::debug!(socket_id = %s.id, transport = ?s.transport_type(), "socket connected");
+
+    s.on("initialConnection", {
+        let session = session.clone();
+        move |s: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
+            let session = session.clone();
+            async move { session.initial_connection(s, data.ok(), ack).await }
+        }
+    });
+    s.on_disconnect({
+        let session = session.clone();
+        move |s: SocketRef<A>, reason: DisconnectReason| {
+            let session = session.clone();
+            async move { session.disconnected(s, reason).await }
+        }
+    });
+
+    if let Some(credentials) =
+        handshake::credentials(s.req_parts(), handshake_auth.as_ref(), session.config())
+    {
+        session.handshake(&s, credentials).await;
+    }
+    session.enforce_auth_deadline(s);
+}

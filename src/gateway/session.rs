@@ -1,0 +1,241 @@
+//! One socket's view of who it is, and the `initialConnection` flow.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use entity::{now_ms, user};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{json, Value};
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::socket::DisconnectReason;
+use uuid::Uuid;
+
+use crate::auth::{AuthError, Credentials, CredentialsError};
+use crate::config::Config;
+use crate::push::user_room;
+use crate::state::AppState;
+
+pub struct Session {
+    app: AppState,
+    /// The user this socket authenticated as. A std mutex: it is only ever
+    /// held for a read or a write, never across an `.await`.
+    user: Mutex<Option<Uuid>>,
+    failed_attempts: AtomicU32,
+    /// Serializes authentication attempts of this one socket, so two
+    /// `initialConnection`s in flight cannot interleave their bind/unbind.
+    auth_turn: tokio::sync::Mutex<()>,
+}
+
+/// What one authentication attempt came to.
+enum Outcome {
+    Bound(Uuid),
+    Refused(String),
+    Denied,
+    Failed,
+}
+
+impl Session {
+    pub fn new(app: AppState) -> Self {
+        Self {
+            app,
+            user: Mutex::new(None),
+            failed_attempts: AtomicU32::new(0),
+            auth_turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        self.app.config()
+    }
+
+    /// The user this socket acts for, if it is still bound. Membership of the
+    /// user's room is the binding: the push service revokes a user's sockets
+    /// (on any node) by making them leave it.
+    pub fn bound_user<A: Adapter>(&self, s: &SocketRef<A>) -> Option<Uuid> {
+        let user = (*self.user.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let room = user_room(user);
+        s.rooms().iter().any(|r| *r == room).then_some(user)
+    }
+
+    /// The `initialConnection` event. Every attempt is answered: `auth`
+    /// true/false, the ack (if asked for) with the same boolean, and an
+    /// `error` event saying what was wrong with a malformed payload.
+    pub async fn initial_connection<A: Adapter>(
+        &self,
+        s: SocketRef<A>,
+        data: Option<Value>,
+        ack: AckSender<A>,
+    ) {
+        let credentials = match &data {
+            Some(value) => Credentials::from_json(value),
+            None => Err(CredentialsError::NotAnObject),
+        };
+        let authenticated = self.attempt(&s, credentials).await;
+        if let Err(err) = ack.send(&authenticated) {
+            tracing::debug!(socket_id = %s.id, error = %err, "could not send initialConnection ack");
+        }
+    }
+
+    /// Credentials that came with the handshake: the same flow, answered with
+    /// `auth` right after connect.
+    pub async fn handshake<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        credentials: Result<Credentials, CredentialsError>,
+    ) {
+        self.attempt(s, credentials).await;
+    }
+
+    async fn attempt<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        credentials: Result<Credentials, CredentialsError>,
+    ) -> bool {
+        let _turn = self.auth_turn.lock().await;
+        let limit = self.config().max_failed_auth_per_socket;
+        if self.failed_attempts.load(Ordering::Relaxed) >= limit {
+            return self.too_many_failures(s);
+        }
+        let outcome = match credentials {
+            Err(reason) => {
+                self.unbind(s).await;
+                Outcome::Refused(format!("initialConnection: {reason}"))
+            }
+            Ok(credentials) => self.bind(s, &credentials).await,
+        };
+        let authenticated = match outcome {
+            Outcome::Bound(user_id) => {
+                tracing::info!(socket_id = %s.id, user_id = %user_id, "socket authenticated");
+                true
+            }
+            Outcome::Refused(reason) => {
+                tracing::info!(socket_id = %s.id, reason, "malformed credentials");
+                emit_error(s, &reason);
+                false
+            }
+            Outcome::Denied => {
+                tracing::info!(socket_id = %s.id, "wrong credentials");
+                false
+            }
+            Outcome::Failed => {
+                emit_error(s, "authentication is unavailable, try again later");
+                false
+            }
+        };
+        emit(s, "auth", &authenticated);
+        if !authenticated {
+            let failures = self.failed_attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            if failures >= limit {
+                return self.too_many_failures(s);
+            }
+        }
+        authenticated
+    }
+
+    /// Drops any previous binding, verifies, then binds the socket to the user.
+    async fn bind<A: Adapter>(&self, s: &SocketRef<A>, credentials: &Credentials) -> Outcome {
+        self.unbind(s).await;
+        let user = match self.app.auth().authenticate(credentials).await {
+            Ok(user) => user,
+            Err(AuthError::Rejected) => return Outcome::Denied,
+            Err(err) => {
+                tracing::error!(socket_id = %s.id, error = %err, "authentication failed");
+                return Outcome::Failed;
+            }
+        };
+        let sid = s.id.to_string();
+        let stored = user::Entity::update_many()
+            .col_expr(user::Column::SocketId, Some(sid.clone()).into())
+            .col_expr(user::Column::LastSeenAt, now_ms().into())
+            .filter(user::Column::Id.eq(user.id))
+            .exec(self.app.db())
+            .await;
+        if let Err(err) = stored {
+            tracing::error!(socket_id = %s.id, user_id = %user.id, error = %err, "could not store socket id");
+            return Outcome::Failed;
+        }
+        *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.id);
+        s.join(user_room(user.id));
+        // The socket may have gone while we verified: then the disconnect
+        // handler ran before the binding existed, and it is ours to undo.
+        if !s.connected() {
+            self.unbind(s).await;
+            return Outcome::Failed;
+        }
+        Outcome::Bound(user.id)
+    }
+
+    /// Forgets the user of this socket: leaves their room and clears
+    /// `users.socket_id` if (and only if) it still names this socket.
+    async fn unbind<A: Adapter>(&self, s: &SocketRef<A>) {
+        let Some(user_id) = self.user.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        s.leave(user_room(user_id));
+        self.clear_socket_id(s, user_id).await;
+    }
+
+    async fn clear_socket_id<A: Adapter>(&self, s: &SocketRef<A>, user_id: Uuid) {
+        let cleared = user::Entity::update_many()
+            .col_expr(user::Column::SocketId, Option::<String>::None.into())
+            .col_expr(user::Column::LastSeenAt, now_ms().into())
+            .filter(user::Column::Id.eq(user_id))
+            .filter(user::Column::SocketId.eq(s.id.to_string()))
+            .exec(self.app.db())
+            .await;
+        if let Err(err) = cleared {
+            tracing::error!(socket_id = %s.id, user_id = %user_id, error = %err, "could not clear socket id");
+        }
+    }
+
+    pub async fn disconnected<A: Adapter>(&self, s: SocketRef<A>, reason: DisconnectReason) {
+        let user_id = *self.user.lock().unwrap_or_else(|p| p.into_inner());
+        tracing::debug!(socket_id = %s.id, user_id = ?user_id, ?reason, "socket disconnected");
+        self.unbind(&s).await;
+    }
+
+    fn too_many_failures<A: Adapter>(&self, s: &SocketRef<A>) -> bool {
+        tracing::warn!(socket_id = %s.id, "too many failed authentication attempts, disconnecting");
+        emit_error(s, "too many failed authentication attempts");
+        emit(s, "auth", &false);
+        if let Err(err) = s.clone().disconnect() {
+            tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
+        }
+        false
+    }
+
+    /// A socket that never authenticates would otherwise hold its slot
+    /// forever (socketioxide's `connect_timeout` covers only the CONNECT
+    /// packet). It is told why, then disconnected.
+    pub fn enforce_auth_deadline<A: Adapter>(self: std::sync::Arc<Self>, s: SocketRef<A>) {
+        let Some(deadline) = self.config().auth_deadline() else {
+            return;
+        };
+        let session = std::sync::Arc::downgrade(&self);
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            let Some(session) = session.upgrade() else {
+                return;
+            };
+            if s.connected() && session.bound_user(&s).is_none() {
+                tracing::info!(socket_id = %s.id, "authentication deadline passed, disconnecting");
+                emit_error(&s, "authentication deadline passed");
+                if let Err(err) = s.disconnect() {
+                    tracing::debug!(error = %err, "socket already gone");
+                }
+            }
+        });
+    }
+}
+
+fn emit<A: Adapter, T: serde::Serialize + ?Sized>(s: &SocketRef<A>, event: &str, payload: &T) {
+    if let Err(err) = s.emit(event, payload) {
+        tracing::warn!(socket_id = %s.id, event, error = %err, "emit to socket failed");
+    }
+}
+
+/// The `error` event of the contract: `{ error: "<reason>" }`.
+pub fn emit_error<A: Adapter>(s: &SocketRef<A>, reason: &str) {
+    emit(s, "error", &json!({ "error": reason }));
+}

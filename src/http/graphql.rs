@@ -1,0 +1,85 @@
+//! GraphQL over HTTP: GraphiQL on GET, execution on POST.
+//!
+//! Credentials are resolved here, once per request, before execution:
+//! `Authorization: Basic base64(id:secretkey)` or the cookies `id` and
+//! `secretkey`. Cookies count only from an allowed (or absent) `Origin`, so
+//! another site cannot post mutations with a user's cookies. Verification
+//! goes through the same cached authenticator as sockets, so a request does
+//! not pay for argon2 each time.
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
+use axum::response::Html;
+use base64::Engine;
+use graphql::Viewer;
+
+use super::HttpState;
+use crate::auth::{cookies, AuthError, Credentials, CredentialsError};
+use crate::config::Config;
+
+pub async fn graphiql() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+/// `GraphQLRequest` takes one operation; a JSON array (a batch) is refused,
+/// so one request cannot smuggle in hundreds of operations.
+pub async fn execute(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    let viewer = viewer(&state, &headers).await;
+    state
+        .schema
+        .execute(request.into_inner().data(viewer))
+        .await
+        .into()
+}
+
+async fn viewer(state: &HttpState, headers: &HeaderMap) -> Viewer {
+    let Some(credentials) = credentials(headers, state.app.config()) else {
+        return Viewer::Anonymous;
+    };
+    let Ok(credentials) = credentials else {
+        return Viewer::Rejected;
+    };
+    match state.app.auth().authenticate(&credentials).await {
+        Ok(user) => Viewer::User(user),
+        Err(AuthError::Rejected) => Viewer::Rejected,
+        Err(err) => {
+            tracing::error!(user_id = %credentials.user_id, error = %err, "could not verify GraphQL credentials");
+            Viewer::Rejected
+        }
+    }
+}
+
+/// `None` when no credentials were sent; `Some(Err(_))` when they were
+/// sent but are malformed.
+fn credentials(
+    headers: &HeaderMap,
+    config: &Config,
+) -> Option<Result<Credentials, CredentialsError>> {
+    match headers.get(AUTHORIZATION) {
+        Some(value) => Some(basic(value.to_str().unwrap_or_default())),
+        None => cookies::credentials(headers, config),
+    }
+}
+
+fn basic(header: &str) -> Result<Credentials, CredentialsError> {
+    let decoded = header
+        .strip_prefix("Basic ")
+        .and_then(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(CredentialsError::NotAnObject)?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or(CredentialsError::MissingSecret)?;
+    Credentials::from_parts(id, secret)
+}

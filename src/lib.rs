@@ -1,0 +1,35 @@
+//! Tidings: a Socket.IO gateway that knows who each socket belongs to and
+//! pushes events to the right users.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags and environment, read once and validated.
+//! - [`app`]: `Application::build` composes everything; `main.rs` only
+//!   parses the command line and calls it.
+//! - [`state`]: the one shared handle (database, authenticator, push
+//!   service, configuration) given to axum, socketioxide and async-graphql.
+//! - [`auth`]: sanitizing credentials and verifying them (argon2id, bounded
+//!   and cached safely).
+//! - [`gateway`]: Socket.IO handlers: connect, `initialConnection`,
+//!   disconnect.
+//! - [`push`]: the push service, the only way anything reaches a user.
+//! - [`http`]: health probes and the GraphQL endpoint.
+//! - [`persistence`]: opening the database and migrating it.
+//! - [`admin`]: operator commands (`tidings user create`).
+//! - Member crates: `entity` (rows), `migration` (schema), `graphql`
+//!   (schema and resolvers).
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod persistence;
+pub mod push;
+pub mod shutdown;
+pub mod state;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;

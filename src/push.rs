@@ -1,0 +1,88 @@
+//! The push service: the one way anything reaches a user.
+//!
+//! GraphQL resolvers, and later the Redis listener and the HTTP push API,
+//! call this; none of them touch sockets. A user is addressed through the
+//! room `user:<id>`, which every socket joins when it authenticates as that
+//! user and leaves when it is unbound — so "send to this user" reaches every
+//! tab and device, and membership of that room *is* the binding (it is what
+//! the gateway checks before acting for a user).
+
+use serde::Serialize;
+use socketioxide::{BroadcastError, SocketIo};
+use uuid::Uuid;
+
+/// Name of the room that holds every authenticated socket of `user`.
+pub fn user_room(user: Uuid) -> String {
+    format!("user:{user}")
+}
+
+#[derive(Clone)]
+pub struct PushService {
+    io: SocketIo,
+}
+
+impl PushService {
+    pub fn new(io: SocketIo) -> Self {
+        Self { io }
+    }
+
+    /// Emits `event` to every authenticated socket of each of `users`. A
+    /// socket in several of the rooms still receives the event once.
+    pub async fn to_users<T: Serialize + ?Sized>(&self, users: &[Uuid], event: &str, payload: &T) {
+        if users.is_empty() {
+            return;
+        }
+        let rooms: Vec<String> = users.iter().copied().map(user_room).collect();
+        let result = self.io.to(rooms).emit(event, payload).await;
+        report(result, event, users.len());
+    }
+
+    pub async fn to_user<T: Serialize + ?Sized>(&self, user: Uuid, event: &str, payload: &T) {
+        self.to_users(&[user], event, payload).await;
+    }
+
+    /// Unbinds every socket of `user` and tells each `auth` false. They stay
+    /// connected, as after any failed authentication.
+    pub async fn revoke(&self, user: Uuid) {
+        let room = user_room(user);
+        report(
+            self.io.to(room.clone()).emit("auth", &false).await,
+            "auth",
+            1,
+        );
+        if let Err(err) = self.io.to(room.clone()).leave(room).await {
+            tracing::error!(user_id = %user, error = %err, "could not unbind sockets");
+        }
+    }
+
+    /// Disconnects every socket of `user`.
+    pub async fn disconnect(&self, user: Uuid) {
+        if let Err(err) = self.io.to(user_room(user)).disconnect().await {
+            tracing::error!(user_id = %user, error = %err, "could not disconnect sockets");
+        }
+    }
+
+    /// Whether `user` holds at least one authenticated socket.
+    pub async fn is_online(&self, user: Uuid) -> bool {
+        match self.io.to(user_room(user)).fetch_sockets().await {
+            Ok(sockets) => !sockets.is_empty(),
+            Err(err) => {
+                tracing::error!(user_id = %user, error = %err, "could not list sockets");
+                false
+            }
+        }
+    }
+}
+
+/// A failed emit is never thrown away silently. A socket whose send buffer
+/// is full (a client that stopped reading) or that is closing misses the
+/// event; that is logged with the count so an operator sees it.
+fn report(result: Result<(), BroadcastError>, event: &str, targets: usize) {
+    match result {
+        Ok(()) => tracing::debug!(event, targets, "pushed"),
+        Err(BroadcastError::Socket(errors)) => {
+            tracing::warn!(event, targets, failed_sockets = errors.len(), errors = ?errors, "push missed some sockets")
+        }
+        Err(err) => tracing::error!(event, targets, error = %err, "push failed"),
+    }
+}
