@@ -16,6 +16,8 @@ pub enum ApiError {
     Unauthenticated(&'static str),
     BadInput(String),
     NotFound(&'static str),
+    /// A dependency is down; nothing the client did is wrong.
+    Unavailable,
     Internal(Arc<dyn std::error::Error + Send + Sync>),
 }
 
@@ -29,7 +31,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::BadInput(_) => "BAD_USER_INPUT",
             ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
+            ApiError::Unavailable | ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
 
@@ -38,6 +40,7 @@ impl ApiError {
             ApiError::Unauthenticated(reason) => (*reason).to_owned(),
             ApiError::BadInput(reason) => reason.clone(),
             ApiError::NotFound(what) => format!("{what} not found"),
+            ApiError::Unavailable => "service unavailable, try again later".to_owned(),
             ApiError::Internal(_) => "internal error".to_owned(),
         }
     }

@@ -13,6 +13,8 @@ pub enum Viewer {
     Anonymous,
     /// Credentials were sent but did not verify.
     Rejected,
+    /// Credentials were sent but could not be checked (database down).
+    Unverifiable,
     User(user::Model),
 }
 
@@ -22,6 +24,7 @@ impl Viewer {
             Viewer::User(user) => Ok(user),
             Viewer::Anonymous => Err(ApiError::Unauthenticated("sign in to do this")),
             Viewer::Rejected => Err(ApiError::Unauthenticated("wrong user id or secret")),
+            Viewer::Unverifiable => Err(ApiError::Unavailable),
         }
     }
 }

@@ -51,7 +51,7 @@ async fn viewer(state: &HttpState, headers: &HeaderMap) -> Viewer {
         Err(AuthError::Rejected) => Viewer::Rejected,
         Err(err) => {
             tracing::error!(user_id = %credentials.user_id, error = %err, "could not verify GraphQL credentials");
-            Viewer::Rejected
+            Viewer::Unverifiable
         }
     }
 }

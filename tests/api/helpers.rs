@@ -1,0 +1,236 @@
+//! Shared set-up: every test gets its own server on a random port and its
+//! own database (a fresh SQLite file, or a fresh PostgreSQL database when
+//! `TIDINGS_TEST_DATABASE=postgres`), so tests run in parallel.
+
+use std::time::Duration;
+
+use base64::Engine;
+use entity::user;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait};
+use serde_json::{json, Value};
+use tidings::{Application, Config};
+use uuid::Uuid;
+
+pub use crate::client::{ConnectOptions, SioClient, Transport, WAIT};
+
+/// How long a test waits to be sure something does *not* happen.
+pub const QUIET: Duration = Duration::from_millis(400);
+
+pub struct TestApp {
+    pub port: u16,
+    pub http: reqwest::Client,
+    pub db: DatabaseConnection,
+    _sqlite_dir: Option<tempfile::TempDir>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+    pub secret: String,
+}
+
+impl TestUser {
+    pub fn credentials(&self) -> Value {
+        json!({ "id": self.id, "secretkey": self.secret })
+    }
+
+    pub fn uuid(&self) -> Uuid {
+        Uuid::parse_str(&self.id).expect("user id is a UUID")
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        tidings::telemetry::init(tidings::config::LogFormat::Text);
+    }
+    let (database_url, sqlite_dir) = fresh_database().await;
+    let mut config = Config::for_database(database_url);
+    config.db_pool_size = 4;
+    configure(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("application starts");
+    let port = app.port();
+    let db = app.state().db().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        port,
+        http: reqwest::Client::new(),
+        db,
+        _sqlite_dir: sqlite_dir,
+    }
+}
+
+async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+    if std::env::var("TIDINGS_TEST_DATABASE").as_deref() == Ok("postgres") {
+        let admin_url = std::env::var("TIDINGS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let name = format!("tidings_test_{}", Uuid::new_v4().simple());
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("PostgreSQL answers");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .unwrap_or(&admin_url);
+        (format!("{base}/{name}"), None)
+    } else {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("tidings.db").display()
+        );
+        (url, Some(dir))
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Posts a GraphQL operation, optionally as `as_user` (Basic auth).
+    pub async fn graphql(
+        &self,
+        query: &str,
+        variables: Value,
+        as_user: Option<&TestUser>,
+    ) -> Value {
+        let mut request = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(user) = as_user {
+            request = request.header("Authorization", basic(&user.id, &user.secret));
+        }
+        request
+            .send()
+            .await
+            .expect("graphql request")
+            .json()
+            .await
+            .expect("graphql json")
+    }
+
+    /// Like `graphql`, but fails the test on any error.
+    pub async fn graphql_ok(
+        &self,
+        query: &str,
+        variables: Value,
+        as_user: Option<&TestUser>,
+    ) -> Value {
+        let response = self.graphql(query, variables, as_user).await;
+        assert!(
+            response.get("errors").is_none(),
+            "GraphQL errors: {response}"
+        );
+        response["data"].clone()
+    }
+
+    pub async fn sign_up(&self, prefix: &str) -> TestUser {
+        let username = format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..8]);
+        let data = self
+            .graphql_ok(
+                "mutation($u: String!) { signUp(username: $u) { id username secretkey } }",
+                json!({ "u": username }),
+                None,
+            )
+            .await;
+        let payload = &data["signUp"];
+        TestUser {
+            id: payload["id"].as_str().expect("id").to_owned(),
+            username: payload["username"].as_str().expect("username").to_owned(),
+            secret: payload["secretkey"].as_str().expect("secretkey").to_owned(),
+        }
+    }
+
+    pub async fn socket(&self, transport: Transport) -> SioClient {
+        SioClient::connect(self.port, transport, ConnectOptions::default()).await
+    }
+
+    pub async fn socket_with(&self, transport: Transport, options: ConnectOptions) -> SioClient {
+        SioClient::connect(self.port, transport, options).await
+    }
+
+    /// A socket that has completed `initialConnection` as `user`.
+    pub async fn authed_socket(&self, user: &TestUser, transport: Transport) -> SioClient {
+        let mut socket = self.socket(transport).await;
+        socket.emit("initialConnection", &user.credentials());
+        assert_eq!(
+            socket.expect("auth").await,
+            json!(true),
+            "{} should authenticate",
+            user.username
+        );
+        socket
+    }
+
+    pub async fn stored_socket_id(&self, user: &TestUser) -> Option<String> {
+        user::Entity::find_by_id(user.uuid())
+            .one(&self.db)
+            .await
+            .expect("query user")
+            .expect("user row")
+            .socket_id
+    }
+
+    /// Waits until `users.socket_id` of `user` satisfies `check` (it is
+    /// written by a handler running concurrently with the test).
+    pub async fn wait_for_socket_id(
+        &self,
+        user: &TestUser,
+        check: impl Fn(Option<&str>) -> bool,
+    ) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let stored = self.stored_socket_id(user).await;
+            if check(stored.as_deref()) {
+                return stored;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "socket_id stayed {stored:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A direct chatroom between two users, returning its id.
+    pub async fn direct_chatroom(&self, a: &TestUser, b: &TestUser) -> String {
+        let data = self
+            .graphql_ok(
+                "mutation($u: ID!) { getLocation(userId: $u) { id } }",
+                json!({ "u": b.id }),
+                Some(a),
+            )
+            .await;
+        data["getLocation"]["id"]
+            .as_str()
+            .expect("chatroom id")
+            .to_owned()
+    }
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+/// The `extensions.code` of the first GraphQL error.
+pub fn error_code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<no error>")
+}

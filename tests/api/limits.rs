@@ -1,0 +1,185 @@
+//! §6: no client input crashes the node; limits cut off abusers and leave
+//! everyone else alone.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+
+/// Opens a raw WebSocket, completes the Socket.IO connect, and returns it.
+async fn raw_socket(
+    app: &TestApp,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!(
+        "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket",
+        app.port
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let open = ws.next().await.expect("open").expect("open frame");
+    assert!(open.to_text().expect("text").starts_with('0'));
+    ws.send(Message::text("40")).await.expect("send connect");
+    loop {
+        let frame = ws.next().await.expect("connected").expect("frame");
+        match frame.to_text().expect("text") {
+            "2" => ws.send(Message::text("3")).await.expect("pong"),
+            text if text.starts_with("40") => return ws,
+            other => panic!("expected the CONNECT answer, got {other:?}"),
+        }
+    }
+}
+
+/// Reads until the server closes the connection; fails after `WAIT`.
+async fn expect_cut_off<S>(ws: &mut S)
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let closed = tokio::time::timeout(WAIT, async {
+        while let Some(frame) = ws.next().await {
+            match frame {
+                Ok(Message::Close(_)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "server kept the connection open");
+}
+
+#[tokio::test]
+async fn a_10_mb_websocket_message_cuts_the_socket_off_and_the_node_stays_up() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let mut bystander = app.authed_socket(&alice, Transport::WebSocket).await;
+    let mut ws = raw_socket(&app).await;
+    let huge = format!(
+        "42[\"initialConnection\",\"{}\"]",
+        "x".repeat(10 * 1024 * 1024)
+    );
+    // The server may close mid-send; either way the socket must end.
+    let _ = ws.send(Message::text(huge)).await;
+    expect_cut_off(&mut ws).await;
+
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("up")
+            .status(),
+        200
+    );
+    bystander.emit("initialConnection", &alice.credentials());
+    assert_eq!(bystander.expect("auth").await, json!(true));
+}
+
+#[tokio::test]
+async fn a_packet_over_the_configured_limit_is_refused() {
+    let app = spawn_app_with(|c| c.max_packet_bytes = 64 * 1024).await;
+    let mut ws = raw_socket(&app).await;
+    let packet = format!("42[\"initialConnection\",\"{}\"]", "x".repeat(100 * 1024));
+    let _ = ws.send(Message::text(packet)).await;
+    expect_cut_off(&mut ws).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_declared_binary_attachments_cuts_the_socket_off() {
+    let app = spawn_app().await;
+    let mut ws = raw_socket(&app).await;
+    let _ = ws
+        .send(Message::text(
+            "451000000-[\"initialConnection\",{\"_placeholder\":true,\"num\":0}]",
+        ))
+        .await;
+    // Whatever the server does with the header, it must not wait for (or
+    // buffer) fifty-one million attachments: more than 16 is refused.
+    for _ in 0..32 {
+        if ws.send(Message::binary(vec![0u8; 1024])).await.is_err() {
+            break;
+        }
+    }
+    expect_cut_off(&mut ws).await;
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("up")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn too_many_failed_attempts_disconnect_the_socket_but_not_its_neighbour() {
+    let app = spawn_app_with(|c| c.max_failed_auth_per_socket = 3).await;
+    let alice = app.sign_up("alice").await;
+    let mut neighbour = app.authed_socket(&alice, Transport::WebSocket).await;
+    let mut attacker = app.socket(Transport::WebSocket).await;
+    let guess = json!({ "id": alice.id, "secretkey": "guess" });
+    for _ in 0..3 {
+        attacker.emit("initialConnection", &guess);
+        assert_eq!(attacker.expect("auth").await, json!(false));
+    }
+    let error = attacker.expect("error").await;
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too many")),
+        "{error}"
+    );
+    attacker.expect_closed().await;
+
+    assert!(!neighbour.is_closed());
+    neighbour.emit("initialConnection", &alice.credentials());
+    assert_eq!(neighbour.expect("auth").await, json!(true));
+}
+
+#[tokio::test]
+async fn a_socket_that_never_authenticates_is_disconnected_after_the_deadline() {
+    let app = spawn_app_with(|c| c.auth_deadline_secs = 1).await;
+    let alice = app.sign_up("alice").await;
+    let mut idle = app.socket(Transport::WebSocket).await;
+    let mut authenticated = app.authed_socket(&alice, Transport::WebSocket).await;
+    let error = idle.expect("error").await;
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("deadline")),
+        "{error}"
+    );
+    idle.expect_closed().await;
+    authenticated
+        .expect_none("error", Duration::from_millis(1500))
+        .await;
+    assert!(!authenticated.is_closed());
+}
+
+#[tokio::test]
+async fn garbage_frames_do_not_take_the_node_down() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    for garbage in [
+        "",
+        "4",
+        "42",
+        "42[",
+        "42{}",
+        "42[1,2]",
+        "4299999999999999999999[\"x\"]",
+        "9",
+        "4\u{fffd}",
+        "42[\"initialConnection\",\"\u{0}\"]",
+    ] {
+        let mut ws = raw_socket(&app).await;
+        let _ = ws.send(Message::text(garbage)).await;
+        let _ = ws.send(Message::binary(vec![0xff, 0xfe, 0x00])).await;
+    }
+    let mut socket = app.socket(Transport::Polling).await;
+    socket.emit("initialConnection", &alice.credentials());
+    assert_eq!(socket.expect("auth").await, json!(true));
+}

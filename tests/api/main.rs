@@ -1,0 +1,11 @@
+//! Integration tests: each starts the real server on a random port with its
+//! own database and talks to it as a client would.
+
+mod client;
+mod helpers;
+
+mod graphql_api;
+mod health;
+mod limits;
+mod pushes;
+mod socket_auth;
