@@ -38,3 +38,30 @@ async fn readyz_answers_503_when_the_database_is_gone() {
         .expect("request");
     assert_eq!(response.status(), 503);
 }
+
+#[tokio::test]
+async fn cors_allows_configured_origins_only() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.allowed_origins = vec!["https://app.example.com".into()]
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.expect("request");
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://app.example.com")
+    );
+    let other = preflight("https://evil.example.net")
+        .await
+        .expect("request");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}

@@ -4,6 +4,7 @@
 mod client;
 mod helpers;
 
+mod cli;
 mod graphql_api;
 mod health;
 mod limits;
