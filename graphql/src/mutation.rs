@@ -194,10 +194,10 @@ impl MutationRoot {
     ) -> ApiResult<Message> {
         let me = viewer(ctx)?;
         let chatroom_id = parse_id(&chatroom_id, "chatroomId")?;
-        let content = clean_message(&content)?;
         let backend = backend(ctx);
         let db = backend.db();
         ensure_member(db, chatroom_id, me.id).await?;
+        let content = clean_message(&content)?;
 
         let now = now_ms();
         let txn = db.begin().await?;

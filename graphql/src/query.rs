@@ -4,7 +4,7 @@
 use async_graphql::{Context, Object, ID};
 use entity::{chatroom, chatroom_member, follow, message, user};
 use sea_orm::{
-    sea_query::{Expr, LikeExpr},
+    sea_query::{Expr, Func, LikeExpr},
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
@@ -33,7 +33,7 @@ impl QueryRoot {
             .map(User))
     }
 
-    /// Users whose name contains `search` (case as stored), by name.
+    /// Users whose name contains `search`, ignoring case, by name.
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -49,10 +49,9 @@ impl QueryRoot {
             if search.chars().count() > 32 {
                 return Err(ApiError::bad_input("search is at most 32 characters"));
             }
-            let pattern = format!("%{}%", escape_like(&search));
-            query = query.filter(
-                Expr::col(user::Column::Username).like(LikeExpr::new(pattern).escape('\\')),
-            );
+            let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
+            let username = Func::lower(Expr::col(user::Column::Username));
+            query = query.filter(Expr::expr(username).like(LikeExpr::new(pattern).escape('\\')));
         }
         Ok(query
             .all(backend(ctx).db())

@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
 
 use crate::state::AppState;
-pub use session::Session;
+pub use session::{emit_error, Session};
 
 /// Attaches the gateway to the default namespace.
 pub fn register(io: &SocketIo, app: AppState) {
@@ -40,6 +40,11 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>, handshake_auth: Option<Value>, 
             async move { session.initial_connection(s, data.ok(), ack).await }
         }
     });
+    s.on_fallback(
+        |s: SocketRef<A>, Event(event): Event, ack: AckSender<A>| async move {
+            unknown_event(&s, &event, ack);
+        },
+    );
     s.on_disconnect({
         let session = session.clone();
         move |s: SocketRef<A>, reason: DisconnectReason| {
@@ -54,4 +59,16 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>, handshake_auth: Option<Value>, 
         session.handshake(&s, credentials).await;
     }
     session.enforce_auth_deadline(s);
+}
+
+/// Silence is never an answer: an event the gateway does not know gets an
+/// `error` event, and its ack (if one was asked for) gets `{ error }`.
+fn unknown_event<A: Adapter>(s: &SocketRef<A>, event: &str, ack: AckSender<A>) {
+    let shown: String = event.chars().take(64).collect();
+    let reason = format!("unknown event {shown:?}");
+    tracing::debug!(socket_id = %s.id, event = %shown, "unknown event");
+    emit_error(s, &reason);
+    if let Err(err) = ack.send(&serde_json::json!({ "error": reason })) {
+        tracing::debug!(socket_id = %s.id, error = %err, "could not ack unknown event");
+    }
 }

@@ -95,12 +95,13 @@ impl Session {
         let _turn = self.auth_turn.lock().await;
         let limit = self.config().max_failed_auth_per_socket;
         if self.failed_attempts.load(Ordering::Relaxed) >= limit {
+            emit(s, "auth", &false);
             return self.too_many_failures(s);
         }
         let outcome = match credentials {
             Err(reason) => {
                 self.unbind(s).await;
-                Outcome::Refused(format!("initialConnection: {reason}"))
+                Outcome::Refused(format!("invalid credentials: {reason}"))
             }
             Ok(credentials) => self.bind(s, &credentials).await,
         };
@@ -124,11 +125,10 @@ impl Session {
             }
         };
         emit(s, "auth", &authenticated);
-        if !authenticated {
-            let failures = self.failed_attempts.fetch_add(1, Ordering::Relaxed) + 1;
-            if failures >= limit {
-                return self.too_many_failures(s);
-            }
+        if authenticated {
+            self.failed_attempts.store(0, Ordering::Relaxed);
+        } else if self.failed_attempts.fetch_add(1, Ordering::Relaxed) + 1 >= limit {
+            return self.too_many_failures(s);
         }
         authenticated
     }
@@ -195,10 +195,11 @@ impl Session {
         self.unbind(&s).await;
     }
 
+    /// Tells the socket why, then disconnects it. Returns the answer for the
+    /// attempt's ack (false), which is sent before the disconnect lands.
     fn too_many_failures<A: Adapter>(&self, s: &SocketRef<A>) -> bool {
         tracing::warn!(socket_id = %s.id, "too many failed authentication attempts, disconnecting");
         emit_error(s, "too many failed authentication attempts");
-        emit(s, "auth", &false);
         if let Err(err) = s.clone().disconnect() {
             tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
         }

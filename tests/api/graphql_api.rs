@@ -299,7 +299,7 @@ async fn queries_answer_about_users_follows_chatrooms_and_presence() {
         chatrooms { id direct memberIds members { username } }
         isOnline(userId: $a)
     }";
-    let vars = json!({ "a": alice.id, "b": bob.id, "s": &alice.username[..7] });
+    let vars = json!({ "a": alice.id, "b": bob.id, "s": alice.username[..7].to_uppercase() });
     let data = app.graphql_ok(query, vars.clone(), Some(&bob)).await;
     assert_eq!(data["user"]["username"], json!(alice.username));
     assert_eq!(data["users"], json!([{ "id": alice.id }]));

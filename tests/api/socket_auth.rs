@@ -278,3 +278,38 @@ async fn a_failed_reauthentication_drops_the_old_binding() {
         .await;
     socket.expect_none("Followed", QUIET).await;
 }
+
+#[tokio::test]
+async fn an_unknown_event_is_answered_with_an_error_and_its_ack() {
+    let app = spawn_app().await;
+    let mut socket = app.socket(Transport::WebSocket).await;
+    let ack = socket
+        .emit_with_ack("noSuchEvent", &json!({ "x": 1 }))
+        .await;
+    assert!(
+        ack[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("noSuchEvent")),
+        "{ack:?}"
+    );
+    let error = socket.expect("error").await;
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown event")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_successful_attempt_resets_the_failure_count() {
+    let app = spawn_app_with(|c| c.max_failed_auth_per_socket = 2).await;
+    let alice = app.sign_up("alice").await;
+    let mut socket = app.socket(Transport::WebSocket).await;
+    let wrong = json!({ "id": alice.id, "secretkey": "wrong" });
+    for credentials in [&wrong, &alice.credentials(), &wrong, &alice.credentials()] {
+        socket.emit("initialConnection", credentials);
+        socket.expect("auth").await;
+    }
+    assert!(!socket.is_closed(), "never two failures in a row");
+}
