@@ -6,11 +6,16 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use socketioxide::{ParserConfig, SocketIo};
+use socketioxide::adapter::Adapter;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use uuid::Uuid;
 
 use crate::auth::{AuthError, Authenticator};
+use crate::cluster::{ClusterAdapter, RedisBus};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpState};
 use crate::push::PushService;
@@ -25,6 +30,10 @@ pub enum StartError {
     Database(#[from] sea_orm::DbErr),
     #[error("authenticator: {0}")]
     Auth(#[from] AuthError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Socket.IO adapter: {0}")]
+    Adapter(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -35,7 +44,6 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
-    io: SocketIo,
     state: AppState,
     schema: graphql::TidingsSchema,
 }
@@ -43,31 +51,38 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate()?;
+        let node_id = Uuid::now_v7();
+        tracing::info!(node_id = %node_id, "starting node");
         let db = persistence::connect(&config.database_url, config.db_pool_size).await?;
         persistence::migrate(&db).await?;
         let auth = Authenticator::new(db.clone(), config.argon2_concurrency()).await?;
 
-        let (socket_layer, io) = socket_io(&config);
-        let state = AppState::new(config.clone(), db, auth, PushService::new(io.clone()));
-        gateway::register(&io, state.clone());
-
-        let limits = graphql::SchemaLimits {
-            max_depth: config.graphql_max_depth,
-            max_complexity: config.graphql_max_complexity,
-            introspection: config.graphql_introspection,
-            ..Default::default()
+        let parts =
+            |push, bus| AppState::new(config.clone(), node_id, db.clone(), auth.clone(), push, bus);
+        let (state, router, schema) = match &config.redis_url {
+            None => {
+                let (layer, io) = socket_io(&config).build_layer();
+                let state = parts(PushService::local(io.clone()), None);
+                gateway::register(&io, state.clone());
+                let (router, schema) = serve_stack(&state, layer, &config);
+                (state, router, schema)
+            }
+            Some(url) => {
+                let bus = RedisBus::connect(url).await?;
+                let adapter_config =
+                    RedisAdapterConfig::new().with_prefix(format!("{}:sio", config.redis_prefix));
+                let adapter = RedisAdapterCtr::new_with_driver(bus.clone(), adapter_config);
+                let (layer, io) = socket_io(&config)
+                    .with_adapter::<ClusterAdapter>(adapter)
+                    .build_layer();
+                let state = parts(PushService::cluster(io.clone()), Some(bus));
+                gateway::register(&io, state.clone())
+                    .await
+                    .map_err(|e| StartError::Adapter(e.to_string()))?;
+                let (router, schema) = serve_stack(&state, layer, &config);
+                (state, router, schema)
+            }
         };
-        let schema = graphql::build_schema(Arc::new(state.clone()), &limits);
-        let router = http::router(HttpState {
-            app: state.clone(),
-            schema: schema.clone(),
-        })
-        .layer(
-            ServiceBuilder::new()
-                .layer(tower_http::trace::TraceLayer::new_for_http())
-                .layer(http::cors(&config.allowed_origins))
-                .layer(socket_layer),
-        );
 
         let listener =
             TcpListener::bind(config.listen)
@@ -79,7 +94,6 @@ impl Application {
         Ok(Self {
             listener,
             router,
-            io,
             state,
             schema,
         })
@@ -107,22 +121,50 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let addr = self.listener.local_addr()?;
-        tracing::info!(%addr, "tidings is serving");
-        let io = self.io;
+        tracing::info!(%addr, node_id = %self.state.node_id(), "tidings is serving");
+        let state = self.state;
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down: closing sockets");
-                io.close().await;
+                state.push().close().await;
             })
             .await
     }
 }
 
+/// The GraphQL schema and the router, with the Socket.IO layer of
+/// whichever adapter was chosen outermost, so HTTP, GraphQL and Socket.IO
+/// share one port.
+fn serve_stack<A: Adapter>(
+    state: &AppState,
+    socket_layer: SocketIoLayer<A>,
+    config: &Config,
+) -> (axum::Router, graphql::TidingsSchema) {
+    let limits = graphql::SchemaLimits {
+        max_depth: config.graphql_max_depth,
+        max_complexity: config.graphql_max_complexity,
+        introspection: config.graphql_introspection,
+        ..Default::default()
+    };
+    let schema = graphql::build_schema(Arc::new(state.clone()), &limits);
+    let router = http::router(HttpState {
+        app: state.clone(),
+        schema: schema.clone(),
+    })
+    .layer(
+        ServiceBuilder::new()
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .layer(http::cors(&config.allowed_origins))
+            .layer(socket_layer),
+    );
+    (router, schema)
+}
+
 /// Socket.IO with every incoming size bounded: socketioxide bounds packets
 /// by `max_payload` but leaves WebSocket messages at tungstenite's 64 MiB
 /// and binary attachments nearly unbounded unless told otherwise.
-fn socket_io(config: &Config) -> (socketioxide::layer::SocketIoLayer, SocketIo) {
+fn socket_io(config: &Config) -> SocketIoBuilder {
     let max = config.max_packet_bytes;
     let max_usize = usize::try_from(max).unwrap_or(usize::MAX);
     SocketIo::builder()
@@ -135,5 +177,4 @@ fn socket_io(config: &Config) -> (socketioxide::layer::SocketIoLayer, SocketIo) 
                 .max_incoming_binaries(16)
                 .max_incoming_binary_buf_size(max_usize),
         )
-        .build_layer()
 }

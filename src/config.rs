@@ -65,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Prefix of every Redis key and channel Tidings owns (the Socket.IO
+    /// adapter's included), so two clusters can share one Redis.
+    #[arg(long, env = "TIDINGS_REDIS_PREFIX", default_value = "tidings")]
+    pub redis_prefix: String,
+
     /// Largest database connection pool (PostgreSQL; SQLite file databases too).
     #[arg(long, env = "TIDINGS_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,
@@ -124,6 +129,8 @@ pub enum ConfigError {
     BadDatabaseUrl,
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("--redis-prefix must be 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
+    BadRedisPrefix,
 }
 
 impl Config {
@@ -162,6 +169,14 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        let prefix_ok = (1..=64).contains(&self.redis_prefix.len())
+            && self
+                .redis_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+        if !prefix_ok {
+            return Err(ConfigError::BadRedisPrefix);
         }
         if self.argon2_concurrency == Some(0) {
             return Err(ConfigError::Zero("--argon2-concurrency"));

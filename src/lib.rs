@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod http;

@@ -8,22 +8,52 @@
 //! the gateway checks before acting for a user).
 
 use serde::Serialize;
+use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::{BroadcastError, SocketIo};
 use uuid::Uuid;
+
+use crate::cluster::ClusterAdapter;
 
 /// Name of the room that holds every authenticated socket of `user`.
 pub fn user_room(user: Uuid) -> String {
     format!("user:{user}")
 }
 
+/// The Socket.IO handle, in-process or across nodes through Redis. Every
+/// operation below works on either; with Redis, socketioxide's adapter
+/// carries it to the sockets on every node.
+#[derive(Clone)]
+enum Fanout {
+    Local(SocketIo<LocalAdapter>),
+    Cluster(SocketIo<ClusterAdapter>),
+}
+
 #[derive(Clone)]
 pub struct PushService {
-    io: SocketIo,
+    fanout: Fanout,
+}
+
+/// Runs `$body` with `$io` bound to whichever `SocketIo` the service holds.
+macro_rules! on_io {
+    ($self:ident, $io:ident => $body:expr) => {
+        match &$self.fanout {
+            Fanout::Local($io) => $body,
+            Fanout::Cluster($io) => $body,
+        }
+    };
 }
 
 impl PushService {
-    pub fn new(io: SocketIo) -> Self {
-        Self { io }
+    pub fn local(io: SocketIo<LocalAdapter>) -> Self {
+        Self {
+            fanout: Fanout::Local(io),
+        }
+    }
+
+    pub fn cluster(io: SocketIo<ClusterAdapter>) -> Self {
+        Self {
+            fanout: Fanout::Cluster(io),
+        }
     }
 
     /// Emits `event` to every authenticated socket of each of `users`. A
@@ -33,7 +63,7 @@ impl PushService {
             return;
         }
         let rooms: Vec<String> = users.iter().copied().map(user_room).collect();
-        let result = self.io.to(rooms).emit(event, payload).await;
+        let result = on_io!(self, io => io.to(rooms).emit(event, payload).await);
         report(result, event, users.len());
     }
 
@@ -41,35 +71,57 @@ impl PushService {
         self.to_users(&[user], event, payload).await;
     }
 
+    /// Emits `event` to every socket in the named rooms.
+    pub async fn to_rooms<T: Serialize + ?Sized>(
+        &self,
+        rooms: Vec<String>,
+        event: &str,
+        payload: &T,
+    ) {
+        let targets = rooms.len();
+        let result = on_io!(self, io => io.to(rooms).emit(event, payload).await);
+        report(result, event, targets);
+    }
+
     /// Unbinds every socket of `user` and tells each `auth` false. They stay
     /// connected, as after any failed authentication.
     pub async fn revoke(&self, user: Uuid) {
-        let room = user_room(user);
-        report(
-            self.io.to(room.clone()).emit("auth", &false).await,
-            "auth",
-            1,
-        );
-        if let Err(err) = self.io.to(room.clone()).leave(room).await {
-            tracing::error!(user_id = %user, error = %err, "could not unbind sockets");
-        }
+        on_io!(self, io => revoke(io, user).await)
     }
 
     /// Disconnects every socket of `user`.
     pub async fn disconnect(&self, user: Uuid) {
-        if let Err(err) = self.io.to(user_room(user)).disconnect().await {
+        let result = on_io!(self, io => io.to(user_room(user)).disconnect().await);
+        if let Err(err) = result {
             tracing::error!(user_id = %user, error = %err, "could not disconnect sockets");
         }
     }
 
-    /// Whether `user` holds at least one authenticated socket.
+    /// Closes every socket of this node (at shutdown).
+    pub async fn close(&self) {
+        on_io!(self, io => io.close().await)
+    }
+
+    /// Whether `user` holds at least one authenticated socket (on any node).
     pub async fn is_online(&self, user: Uuid) -> bool {
-        match self.io.to(user_room(user)).fetch_sockets().await {
-            Ok(sockets) => !sockets.is_empty(),
-            Err(err) => {
-                tracing::error!(user_id = %user, error = %err, "could not list sockets");
-                false
-            }
+        on_io!(self, io => is_online(io, user).await)
+    }
+}
+
+async fn revoke<A: Adapter>(io: &SocketIo<A>, user: Uuid) {
+    let room = user_room(user);
+    report(io.to(room.clone()).emit("auth", &false).await, "auth", 1);
+    if let Err(err) = io.to(room.clone()).leave(room).await {
+        tracing::error!(user_id = %user, error = %err, "could not unbind sockets");
+    }
+}
+
+async fn is_online<A: Adapter>(io: &SocketIo<A>, user: Uuid) -> bool {
+    match io.to(user_room(user)).fetch_sockets().await {
+        Ok(sockets) => !sockets.is_empty(),
+        Err(err) => {
+            tracing::error!(user_id = %user, error = %err, "could not list sockets");
+            false
         }
     }
 }

@@ -14,6 +14,7 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;
+use crate::cluster::RedisBus;
 use crate::config::Config;
 use crate::push::PushService;
 
@@ -24,26 +25,42 @@ pub struct AppState {
 
 struct Inner {
     config: Config,
+    node_id: Uuid,
     db: DatabaseConnection,
     auth: Authenticator,
     push: PushService,
+    bus: Option<RedisBus>,
 }
 
 impl AppState {
     pub fn new(
         config: Config,
+        node_id: Uuid,
         db: DatabaseConnection,
         auth: Authenticator,
         push: PushService,
+        bus: Option<RedisBus>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
+                node_id,
                 db,
                 auth,
                 push,
+                bus,
             }),
         }
+    }
+
+    /// This process's identity in the cluster (UUIDv7, new at every start).
+    pub fn node_id(&self) -> Uuid {
+        self.inner.node_id
+    }
+
+    /// The Redis connection, when running as one node of many.
+    pub fn bus(&self) -> Option<&RedisBus> {
+        self.inner.bus.as_ref()
     }
 
     pub fn config(&self) -> &Config {

@@ -17,16 +17,21 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
+use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::state::AppState;
 pub use session::{emit_error, Session};
 
-/// Attaches the gateway to the default namespace.
-pub fn register(io: &SocketIo, app: AppState) {
-    io.ns("/", move |s: SocketRef, TryData(auth): TryData<Value>| {
-        let app = app.clone();
-        async move { on_connect(s, auth.ok(), app).await }
-    });
+/// Attaches the gateway to the default namespace. With the Redis adapter
+/// the result is a future that subscribes the namespace's channels.
+pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: AppState) -> A::InitRes {
+    io.ns(
+        "/",
+        move |s: SocketRef<A>, TryData(auth): TryData<Value>| {
+            let app = app.clone();
+            async move { on_connect(s, auth.ok(), app).await }
+        },
+    )
 }
 
 async fn on_connect<A: Adapter>(s: SocketRef<A>, handshake_auth: Option<Value>, app: AppState) {

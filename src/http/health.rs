@@ -12,17 +12,26 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// 200 only when every dependency answers; the body says which did not.
+/// 200 only when every dependency answers; the body says which did not,
+/// and which node answered.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
     let database = persistence::ping(state.app.db()).await;
-    let status = if database {
+    let redis = match state.app.bus() {
+        Some(bus) => Some(bus.ping().await),
+        None => None,
+    };
+    let ready = database && redis.unwrap_or(true);
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let word = |up: bool| if up { "ok" } else { "unreachable" };
     let body = json!({
-        "ready": database,
-        "database": if database { "ok" } else { "unreachable" },
+        "ready": ready,
+        "node_id": state.app.node_id(),
+        "database": word(database),
+        "redis": redis.map_or("not configured", word),
     });
     (status, Json(body))
 }

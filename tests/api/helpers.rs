@@ -45,13 +45,36 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let (database_url, sqlite_dir) = fresh_database().await;
+    let mut config = Config::for_database(database_url);
+    configure(&mut config);
+    let mut app = start(config).await;
+    app._sqlite_dir = sqlite_dir;
+    app
+}
+
+/// `nodes` servers sharing one database and one Redis, under a Redis
+/// prefix of their own so clusters of parallel tests never hear each other.
+pub async fn spawn_cluster(nodes: usize) -> (Vec<TestApp>, Option<tempfile::TempDir>) {
+    let (database_url, sqlite_dir) = fresh_database().await;
+    let prefix = format!("tidings-test-{}", Uuid::new_v4().simple());
+    let redis_url = std::env::var("TIDINGS_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let mut apps = Vec::new();
+    for _ in 0..nodes {
+        let mut config = Config::for_database(database_url.clone());
+        config.redis_url = Some(redis_url.clone());
+        config.redis_prefix = prefix.clone();
+        apps.push(start(config).await);
+    }
+    (apps, sqlite_dir)
+}
+
+async fn start(mut config: Config) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         tidings::telemetry::init(tidings::config::LogFormat::Text);
     }
-    let (database_url, sqlite_dir) = fresh_database().await;
-    let mut config = Config::for_database(database_url);
     config.db_pool_size = 4;
-    configure(&mut config);
     let app = Application::build(config)
         .await
         .expect("application starts");
@@ -62,7 +85,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         port,
         http: reqwest::Client::new(),
         db,
-        _sqlite_dir: sqlite_dir,
+        _sqlite_dir: None,
     }
 }
 

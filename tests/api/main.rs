@@ -5,6 +5,7 @@ mod client;
 mod helpers;
 
 mod cli;
+mod cluster;
 mod graphql_api;
 mod health;
 mod limits;

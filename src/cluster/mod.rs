@@ -1,0 +1,13 @@
+//! Running as many nodes: the Redis bus that carries Socket.IO fan-out
+//! between nodes (through socketioxide-redis) and our own channels.
+//!
+//! With no Redis configured the process is a single node and none of this
+//! runs; the push service then fans out in process.
+
+mod bus;
+
+pub use bus::RedisBus;
+
+/// socketioxide's Redis adapter, over our reconnecting bus.
+pub type ClusterAdapter =
+    socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, RedisBus>;

@@ -1,0 +1,124 @@
+//! Several nodes on one database and one Redis: every guarantee of the
+//! contract holds across nodes. (Each node here is a full `Application` in
+//! the test process, with its own Redis connections; nothing is shared in
+//! memory between them.)
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+const FOLLOW: &str = "mutation($u: ID!) { followUnfollowUser(userId: $u) { following } }";
+const IS_ONLINE: &str = "query($u: ID!) { isOnline(userId: $u) }";
+
+#[tokio::test]
+async fn a_mutation_on_one_node_reaches_the_users_sockets_on_the_others() {
+    let (nodes, _db) = spawn_cluster(3).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let alice = a.sign_up("alice").await;
+    let bob = a.sign_up("bob").await;
+    let carol = a.sign_up("carol").await;
+    let mut on_a = a.authed_socket(&alice, Transport::WebSocket).await;
+    let mut on_c = c.authed_socket(&alice, Transport::Polling).await;
+    let mut carol_on_a = a.authed_socket(&carol, Transport::WebSocket).await;
+
+    b.graphql_ok(FOLLOW, json!({ "u": alice.id }), Some(&bob))
+        .await;
+    for socket in [&mut on_a, &mut on_c] {
+        assert_eq!(socket.expect("Followed").await["followerId"], json!(bob.id));
+        socket.expect_none("Followed", QUIET).await;
+    }
+    carol_on_a.expect_none("Followed", QUIET).await;
+}
+
+#[tokio::test]
+async fn rotate_secret_on_one_node_unbinds_sockets_on_the_others() {
+    let (nodes, _db) = spawn_cluster(2).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let bob = nodes[0].sign_up("bob").await;
+    let mut remote = nodes[1].authed_socket(&alice, Transport::WebSocket).await;
+    nodes[0]
+        .graphql_ok("mutation { rotateSecret { id } }", json!({}), Some(&alice))
+        .await;
+    assert_eq!(remote.expect("auth").await, json!(false));
+    nodes[0]
+        .graphql_ok(FOLLOW, json!({ "u": alice.id }), Some(&bob))
+        .await;
+    remote.expect_none("Followed", QUIET).await;
+}
+
+#[tokio::test]
+async fn delete_account_disconnects_sockets_on_every_node() {
+    let (nodes, _db) = spawn_cluster(3).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let mut sockets = Vec::new();
+    for node in &nodes {
+        sockets.push(node.authed_socket(&alice, Transport::WebSocket).await);
+    }
+    nodes[1]
+        .graphql_ok("mutation { deleteAccount }", json!({}), Some(&alice))
+        .await;
+    for socket in &mut sockets {
+        socket.expect_closed().await;
+    }
+}
+
+#[tokio::test]
+async fn is_online_is_right_from_every_node() {
+    let (nodes, _db) = spawn_cluster(3).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let bob = nodes[0].sign_up("bob").await;
+    for node in &nodes {
+        let data = node
+            .graphql_ok(IS_ONLINE, json!({ "u": alice.id }), Some(&bob))
+            .await;
+        assert_eq!(data["isOnline"], json!(false));
+    }
+    let socket = nodes[2].authed_socket(&alice, Transport::WebSocket).await;
+    for node in &nodes {
+        let data = node
+            .graphql_ok(IS_ONLINE, json!({ "u": alice.id }), Some(&bob))
+            .await;
+        assert_eq!(
+            data["isOnline"],
+            json!(true),
+            "asked node on port {}",
+            node.port
+        );
+    }
+    socket.disconnect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for node in &nodes {
+        while node
+            .graphql_ok(IS_ONLINE, json!({ "u": alice.id }), Some(&bob))
+            .await["isOnline"]
+            == json!(true)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "alice stayed online"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn readyz_shows_each_nodes_id_and_redis() {
+    let (nodes, _db) = spawn_cluster(2).await;
+    let mut ids = Vec::new();
+    for node in &nodes {
+        let body: serde_json::Value = node
+            .http
+            .get(node.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(body["redis"], "ok", "{body}");
+        assert_eq!(body["ready"], true);
+        ids.push(body["node_id"].as_str().expect("node id").to_owned());
+    }
+    assert_ne!(ids[0], ids[1]);
+}
