@@ -63,7 +63,7 @@ impl PushService {
             return;
         }
         let rooms: Vec<String> = users.iter().copied().map(user_room).collect();
-        let result = on_io!(self, io => io.to(rooms).emit(event, payload).await);
+        let result = on_io!(self, io => emit(io, rooms, event, payload).await);
         report(result, event, users.len());
     }
 
@@ -79,7 +79,7 @@ impl PushService {
         payload: &T,
     ) {
         let targets = rooms.len();
-        let result = on_io!(self, io => io.to(rooms).emit(event, payload).await);
+        let result = on_io!(self, io => emit(io, rooms, event, payload).await);
         report(result, event, targets);
     }
 
@@ -91,7 +91,7 @@ impl PushService {
 
     /// Disconnects every socket of `user`.
     pub async fn disconnect(&self, user: Uuid) {
-        let result = on_io!(self, io => io.to(user_room(user)).disconnect().await);
+        let result = on_io!(self, io => disconnect(io, user).await);
         if let Err(err) = result {
             tracing::error!(user_id = %user, error = %err, "could not disconnect sockets");
         }
@@ -108,11 +108,47 @@ impl PushService {
     }
 }
 
+/// Emits to `rooms` on every node. When Redis is unreachable the adapter
+/// fails before it delivers anything, even locally; the sockets on this
+/// node are then served directly, so an outage degrades to single-node
+/// delivery instead of no delivery.
+async fn emit<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
+    rooms: Vec<String>,
+    event: &str,
+    payload: &T,
+) -> Result<(), BroadcastError> {
+    match io.to(rooms.clone()).emit(event, payload).await {
+        Err(BroadcastError::Adapter(err)) => {
+            tracing::warn!(event, error = %err, "cross-node fan-out unavailable; delivering on this node only");
+            io.local().to(rooms).emit(event, payload).await
+        }
+        other => other,
+    }
+}
+
 async fn revoke<A: Adapter>(io: &SocketIo<A>, user: Uuid) {
     let room = user_room(user);
-    report(io.to(room.clone()).emit("auth", &false).await, "auth", 1);
-    if let Err(err) = io.to(room.clone()).leave(room).await {
-        tracing::error!(user_id = %user, error = %err, "could not unbind sockets");
+    report(
+        emit(io, vec![room.clone()], "auth", &false).await,
+        "auth",
+        1,
+    );
+    if let Err(err) = io.to(room.clone()).leave(room.clone()).await {
+        tracing::warn!(user_id = %user, error = %err, "cross-node unbind unavailable; unbinding on this node only");
+        if let Err(err) = io.local().to(room.clone()).leave(room).await {
+            tracing::error!(user_id = %user, error = %err, "could not unbind sockets");
+        }
+    }
+}
+
+async fn disconnect<A: Adapter>(io: &SocketIo<A>, user: Uuid) -> Result<(), BroadcastError> {
+    match io.to(user_room(user)).disconnect().await {
+        Err(BroadcastError::Adapter(err)) => {
+            tracing::warn!(user_id = %user, error = %err, "cross-node disconnect unavailable; disconnecting on this node only");
+            io.local().to(user_room(user)).disconnect().await
+        }
+        other => other,
     }
 }
 
@@ -120,8 +156,8 @@ async fn is_online<A: Adapter>(io: &SocketIo<A>, user: Uuid) -> bool {
     match io.to(user_room(user)).fetch_sockets().await {
         Ok(sockets) => !sockets.is_empty(),
         Err(err) => {
-            tracing::error!(user_id = %user, error = %err, "could not list sockets");
-            false
+            tracing::warn!(user_id = %user, error = %err, "cluster-wide lookup unavailable; answering for this node");
+            !io.local().to(user_room(user)).sockets().is_empty()
         }
     }
 }

@@ -122,3 +122,117 @@ async fn readyz_shows_each_nodes_id_and_redis() {
     }
     assert_ne!(ids[0], ids[1]);
 }
+
+/// A Redis of the test's own, so stopping it disturbs no other test.
+struct PrivateRedis {
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Self {
+        let process = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        Self {
+            port,
+            process: Some(process),
+        }
+    }
+
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        Self::start_on(port)
+    }
+
+    async fn wait_until_up(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "private redis did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn when_redis_goes_away_local_delivery_goes_on_and_cross_node_delivery_resumes_after() {
+    let mut redis = PrivateRedis::start();
+    redis.wait_until_up().await;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (nodes, _db) = spawn_cluster_on(2, &url).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let alice = a.sign_up("alice").await;
+    let bob = a.sign_up("bob").await;
+    let mut on_a = a.authed_socket(&alice, Transport::WebSocket).await;
+    let mut on_b = b.authed_socket(&alice, Transport::WebSocket).await;
+
+    redis.stop();
+    // Local delivery: a mutation on node A reaches alice's socket on A.
+    a.graphql_ok(FOLLOW, json!({ "u": alice.id }), Some(&bob))
+        .await;
+    assert_eq!(on_a.expect("Followed").await["following"], json!(true));
+    let ready = a.http.get(a.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 503, "not ready without Redis");
+
+    let port = redis.port;
+    let _redis = PrivateRedis::start_on(port);
+    _redis.wait_until_up().await;
+    // Cross-node delivery comes back by itself: keep toggling on A until the
+    // socket on B hears one (the first ones may fall in the reconnect gap).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        a.graphql_ok(FOLLOW, json!({ "u": alice.id }), Some(&bob))
+            .await;
+        if on_b
+            .next_event("Followed", std::time::Duration::from_millis(500))
+            .await
+            .is_some()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cross-node delivery did not resume"
+        );
+    }
+    assert!(
+        !on_a.is_closed() && !on_b.is_closed(),
+        "sockets survive a Redis outage"
+    );
+    let ready = b.http.get(b.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 200);
+}

@@ -56,14 +56,21 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// `nodes` servers sharing one database and one Redis, under a Redis
 /// prefix of their own so clusters of parallel tests never hear each other.
 pub async fn spawn_cluster(nodes: usize) -> (Vec<TestApp>, Option<tempfile::TempDir>) {
-    let (database_url, sqlite_dir) = fresh_database().await;
-    let prefix = format!("tidings-test-{}", Uuid::new_v4().simple());
     let redis_url = std::env::var("TIDINGS_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    spawn_cluster_on(nodes, &redis_url).await
+}
+
+pub async fn spawn_cluster_on(
+    nodes: usize,
+    redis_url: &str,
+) -> (Vec<TestApp>, Option<tempfile::TempDir>) {
+    let (database_url, sqlite_dir) = fresh_database().await;
+    let prefix = format!("tidings-test-{}", Uuid::new_v4().simple());
     let mut apps = Vec::new();
     for _ in 0..nodes {
         let mut config = Config::for_database(database_url.clone());
-        config.redis_url = Some(redis_url.clone());
+        config.redis_url = Some(redis_url.to_owned());
         config.redis_prefix = prefix.clone();
         apps.push(start(config).await);
     }
