@@ -20,7 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpState};
 use crate::push::PushService;
 use crate::state::AppState;
-use crate::{gateway, persistence};
+use crate::{backend_push, gateway, persistence};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -62,8 +62,8 @@ impl Application {
         let (state, router, schema) = match &config.redis_url {
             None => {
                 let (layer, io) = socket_io(&config).build_layer();
-                let state = parts(PushService::local(io.clone()), None);
-                gateway::register(&io, state.clone());
+                let state = parts(PushService::in_process(io.clone()), None);
+                gateway::register(&io, &state);
                 let (router, schema) = serve_stack(&state, layer, &config);
                 (state, router, schema)
             }
@@ -76,7 +76,8 @@ impl Application {
                     .with_adapter::<ClusterAdapter>(adapter)
                     .build_layer();
                 let state = parts(PushService::cluster(io.clone()), Some(bus));
-                gateway::register(&io, state.clone())
+                tokio::spawn(backend_push::listener::listen(state.clone()));
+                gateway::register(&io, &state)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
                 let (router, schema) = serve_stack(&state, layer, &config);

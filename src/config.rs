@@ -70,6 +70,23 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_REDIS_PREFIX", default_value = "tidings")]
     pub redis_prefix: String,
 
+    /// Redis channel other services publish backend pushes on (not prefixed).
+    #[arg(
+        long,
+        env = "TIDINGS_BACKGROUND_PUSH_CHANNEL",
+        default_value = "BackgroundPush"
+    )]
+    pub background_push_channel: String,
+
+    /// Key that enables `POST /api/push` (`Authorization: Bearer <key>`);
+    /// unset, the endpoint answers 404.
+    #[arg(long, env = "TIDINGS_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Largest `POST /api/push` body, in bytes (413 beyond).
+    #[arg(long, env = "TIDINGS_PUSH_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub push_max_body_bytes: usize,
+
     /// Largest database connection pool (PostgreSQL; SQLite file databases too).
     #[arg(long, env = "TIDINGS_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,
@@ -129,6 +146,8 @@ pub enum ConfigError {
     BadDatabaseUrl,
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("--api-key must be at least 16 characters")]
+    WeakApiKey,
     #[error("--redis-prefix must be 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
     BadRedisPrefix,
 }
@@ -177,6 +196,12 @@ impl Config {
                 .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
         if !prefix_ok {
             return Err(ConfigError::BadRedisPrefix);
+        }
+        if self.api_key.as_ref().is_some_and(|key| key.len() < 16) {
+            return Err(ConfigError::WeakApiKey);
+        }
+        if self.background_push_channel.is_empty() {
+            return Err(ConfigError::Zero("--background-push-channel length"));
         }
         if self.argon2_concurrency == Some(0) {
             return Err(ConfigError::Zero("--argon2-concurrency"));

@@ -13,6 +13,10 @@
 //! - [`gateway`]: Socket.IO handlers: connect, `initialConnection`,
 //!   disconnect.
 //! - [`push`]: the push service, the only way anything reaches a user.
+//! - [`backend_push`]: pushes from other services, over the Redis channel
+//!   `BackgroundPush` or `POST /api/push`.
+//! - [`cluster`]: the Redis bus that joins nodes (socketioxide-redis).
+//! - [`metrics`]: counters served at `/metrics`.
 //! - [`http`]: health probes and the GraphQL endpoint.
 //! - [`persistence`]: opening the database and migrating it.
 //! - [`admin`]: operator commands (`tidings user create`).
@@ -22,10 +26,12 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod backend_push;
 pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod persistence;
 pub mod push;
 pub mod shutdown;

@@ -14,6 +14,12 @@ use uuid::Uuid;
 
 use crate::cluster::ClusterAdapter;
 
+/// Name of the room that holds the one socket that was given `token` as its
+/// `tabWindowId`.
+pub fn tab_room(token: &str) -> String {
+    format!("tab:{token}")
+}
+
 /// Name of the room that holds every authenticated socket of `user`.
 pub fn user_room(user: Uuid) -> String {
     format!("user:{user}")
@@ -31,6 +37,10 @@ enum Fanout {
 #[derive(Clone)]
 pub struct PushService {
     fanout: Fanout,
+    /// Deliver to this node's sockets only: for messages every node receives
+    /// anyway (the `BackgroundPush` channel), where a cluster-wide emit from
+    /// each node would hand every socket one copy per node.
+    this_node_only: bool,
 }
 
 /// Runs `$body` with `$io` bound to whichever `SocketIo` the service holds.
@@ -44,15 +54,25 @@ macro_rules! on_io {
 }
 
 impl PushService {
-    pub fn local(io: SocketIo<LocalAdapter>) -> Self {
+    pub fn in_process(io: SocketIo<LocalAdapter>) -> Self {
         Self {
             fanout: Fanout::Local(io),
+            this_node_only: false,
         }
     }
 
     pub fn cluster(io: SocketIo<ClusterAdapter>) -> Self {
         Self {
             fanout: Fanout::Cluster(io),
+            this_node_only: false,
+        }
+    }
+
+    /// The same service, delivering to this node's sockets only.
+    pub fn this_node(&self) -> Self {
+        Self {
+            this_node_only: true,
+            ..self.clone()
         }
     }
 
@@ -63,7 +83,7 @@ impl PushService {
             return;
         }
         let rooms: Vec<String> = users.iter().copied().map(user_room).collect();
-        let result = on_io!(self, io => emit(io, rooms, event, payload).await);
+        let result = on_io!(self, io => emit(io, self.this_node_only, rooms, event, payload).await);
         report(result, event, users.len());
     }
 
@@ -79,8 +99,21 @@ impl PushService {
         payload: &T,
     ) {
         let targets = rooms.len();
-        let result = on_io!(self, io => emit(io, rooms, event, payload).await);
+        let result = on_io!(self, io => emit(io, self.this_node_only, rooms, event, payload).await);
         report(result, event, targets);
+    }
+
+    /// Emits to the one socket whose `tabWindowId` is `tab`, only if it is
+    /// bound to `user` right now (checked at send time, so a socket unbound by
+    /// a secret rotation is not reached). Returns whether it was.
+    pub async fn to_tab<T: Serialize + ?Sized>(
+        &self,
+        user: Uuid,
+        tab: &str,
+        event: &str,
+        payload: &T,
+    ) -> bool {
+        on_io!(self, io => to_tab(io, self.this_node_only, user, tab, event, payload).await)
     }
 
     /// Unbinds every socket of `user` and tells each `auth` false. They stay
@@ -114,10 +147,14 @@ impl PushService {
 /// delivery instead of no delivery.
 async fn emit<A: Adapter, T: Serialize + ?Sized>(
     io: &SocketIo<A>,
+    this_node_only: bool,
     rooms: Vec<String>,
     event: &str,
     payload: &T,
 ) -> Result<(), BroadcastError> {
+    if this_node_only {
+        return io.local().to(rooms).emit(event, payload).await;
+    }
     match io.to(rooms.clone()).emit(event, payload).await {
         Err(BroadcastError::Adapter(err)) => {
             tracing::warn!(event, error = %err, "cross-node fan-out unavailable; delivering on this node only");
@@ -127,10 +164,50 @@ async fn emit<A: Adapter, T: Serialize + ?Sized>(
     }
 }
 
+async fn to_tab<A: Adapter, T: Serialize + ?Sized>(
+    io: &SocketIo<A>,
+    this_node_only: bool,
+    user: Uuid,
+    tab: &str,
+    event: &str,
+    payload: &T,
+) -> bool {
+    let lookup = if this_node_only {
+        io.local().to(tab_room(tab))
+    } else {
+        io.to(tab_room(tab))
+    };
+    let sockets = match lookup.fetch_sockets().await {
+        Ok(sockets) => sockets,
+        Err(err) => {
+            tracing::warn!(error = %err, "cluster-wide tab lookup unavailable; looking on this node");
+            match io.local().to(tab_room(tab)).fetch_sockets().await {
+                Ok(sockets) => sockets,
+                Err(_) => return false,
+            }
+        }
+    };
+    let owner = user_room(user);
+    for socket in sockets {
+        let bound = socket
+            .rooms()
+            .await
+            .is_ok_and(|rooms| rooms.iter().any(|r| *r == owner));
+        if bound {
+            if let Err(err) = socket.emit(event, payload).await {
+                tracing::warn!(event, error = %err, "push to tab failed");
+                return false;
+            }
+            return true;
+        }
+    }
+    false
+}
+
 async fn revoke<A: Adapter>(io: &SocketIo<A>, user: Uuid) {
     let room = user_room(user);
     report(
-        emit(io, vec![room.clone()], "auth", &false).await,
+        emit(io, false, vec![room.clone()], "auth", &false).await,
         "auth",
         1,
     );

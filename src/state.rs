@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::cluster::RedisBus;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::push::PushService;
 
 #[derive(Clone)]
@@ -30,9 +31,29 @@ struct Inner {
     auth: Authenticator,
     push: PushService,
     bus: Option<RedisBus>,
+    metrics: Metrics,
+}
+
+/// A reference that does not keep the application alive; see
+/// `gateway` for why the socket side holds only this.
+#[derive(Clone)]
+pub struct WeakAppState {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakAppState {
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.inner.upgrade().map(|inner| AppState { inner })
+    }
 }
 
 impl AppState {
+    pub fn downgrade(&self) -> WeakAppState {
+        WeakAppState {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
     pub fn new(
         config: Config,
         node_id: Uuid,
@@ -49,6 +70,7 @@ impl AppState {
                 auth,
                 push,
                 bus,
+                metrics: Metrics::default(),
             }),
         }
     }
@@ -56,6 +78,10 @@ impl AppState {
     /// This process's identity in the cluster (UUIDv7, new at every start).
     pub fn node_id(&self) -> Uuid {
         self.inner.node_id
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The Redis connection, when running as one node of many.

@@ -74,7 +74,7 @@ impl Credentials {
 /// Only the canonical hyphenated form (either case): `Uuid::parse_str` would
 /// also take braces, `urn:uuid:` and the unhyphenated form, which no client
 /// of ours sends.
-fn parse_user_id(id: &str) -> Result<Uuid, CredentialsError> {
+pub fn parse_user_id(id: &str) -> Result<Uuid, CredentialsError> {
     if id.len() != 36 {
         return Err(CredentialsError::BadId);
     }

@@ -10,4 +10,4 @@ pub mod cookies;
 mod credentials;
 
 pub use authenticator::{AuthError, Authenticator};
-pub use credentials::{Credentials, CredentialsError, Secret};
+pub use credentials::{parse_user_id, Credentials, CredentialsError, Secret};

@@ -1,11 +1,21 @@
 //! The Socket.IO gateway: what happens on connect, on `initialConnection`
 //! and on disconnect.
 //!
-//! Each socket gets a [`Session`] that its handlers share (captured by the
+//! Two steps per socket:
+//! - `attach`, a connect *middleware*: socketioxide awaits middlewares
+//!   before it sends the CONNECT packet, so the handlers registered there
+//!   exist before the client can send anything. (The connect handler runs
+//!   in a task spawned after CONNECT; an event that arrived before it had
+//!   registered its handlers would be dropped unanswered.)
+//! - `on_connect`, the connect handler: what needs the socket connected
+//!   (emitting `tabWindowId`, answering handshake credentials).
+//!
+//! Each socket gets a [`Session`] that its handlers share, captured by the
 //! handler closures, so no handler can silently miss it the way a missing
-//! socketioxide `Extension` would make it skip). Handlers are registered
-//! before the first `.await`, so an event sent right after connect is never
-//! lost.
+//! socketioxide `Extension` would make it skip. Sessions and handlers hold
+//! the application state weakly: the socket layer lives inside the state
+//! (through the push service), and strong references back would make a
+//! cycle that never frees the database pool.
 
 mod handshake;
 mod session;
@@ -15,29 +25,32 @@ use std::sync::Arc;
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
 use socketioxide_core::adapter::DefinedAdapter;
+use uuid::Uuid;
 
-use crate::state::AppState;
-pub use session::{emit_error, Session};
+use crate::push::tab_room;
+use crate::state::{AppState, WeakAppState};
+pub use session::{emit, emit_error, Session};
 
 /// Attaches the gateway to the default namespace. With the Redis adapter
 /// the result is a future that subscribes the namespace's channels.
-pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: AppState) -> A::InitRes {
-    io.ns(
-        "/",
-        move |s: SocketRef<A>, TryData(auth): TryData<Value>| {
-            let app = app.clone();
-            async move { on_connect(s, auth.ok(), app).await }
-        },
-    )
+pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &AppState) -> A::InitRes {
+    let app = app.downgrade();
+    let attach = move |s: SocketRef<A>| {
+        let app = app.clone();
+        async move { attach(&s, app) }
+    };
+    io.ns("/", on_connect::<A>.with(attach))
 }
 
-async fn on_connect<A: Adapter>(s: SocketRef<A>, handshake_auth: Option<Value>, app: AppState) {
-    let session = Arc::new(Session::new(app));
-    tracing::debug!(socket_id = %s.id, transport = ?s.transport_type(), "socket connected");
-
+/// Creates the socket's session and registers every handler, before the
+/// client is told it is connected.
+fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'static str> {
+    let app = app.upgrade().ok_or("the server is shutting down")?;
+    let session = Arc::new(Session::new(&app));
     s.on("initialConnection", {
         let session = session.clone();
         move |s: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
@@ -57,13 +70,32 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>, handshake_auth: Option<Value>, 
             async move { session.disconnected(s, reason).await }
         }
     });
+    s.extensions.insert(session);
+    Ok(())
+}
 
-    if let Some(credentials) =
-        handshake::credentials(s.req_parts(), handshake_auth.as_ref(), session.config())
-    {
-        session.handshake(&s, credentials).await;
-    }
+async fn on_connect<A: Adapter>(s: SocketRef<A>, TryData(handshake_auth): TryData<Value>) {
+    tracing::debug!(socket_id = %s.id, transport = ?s.transport_type(), "socket connected");
+    let Some(session) = s.extensions.get::<Arc<Session>>() else {
+        tracing::error!(socket_id = %s.id, "socket has no session; disconnecting");
+        if let Err(err) = s.disconnect() {
+            tracing::debug!(error = %err, "socket already gone");
+        }
+        return;
+    };
+    give_tab_window_id(&s);
+    session.handshake(&s, handshake_auth.ok()).await;
     session.enforce_auth_deadline(s);
+}
+
+/// Every socket gets a random token of its own, so a web app can tell its
+/// backend "this tab" and the backend can push to exactly that socket
+/// (`BackgroundPush` with `tabWindowId`). 128 random bits: unguessable, so
+/// knowing a user id is not enough to address someone else's tab.
+fn give_tab_window_id<A: Adapter>(s: &SocketRef<A>) {
+    let token = Uuid::new_v4().simple().to_string();
+    s.join(tab_room(&token));
+    emit(s, "tabWindowId", &token);
 }
 
 /// Silence is never an answer: an event the gateway does not know gets an

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use entity::{now_ms, user};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -12,12 +13,17 @@ use socketioxide::socket::DisconnectReason;
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Credentials, CredentialsError};
-use crate::config::Config;
 use crate::push::user_room;
-use crate::state::AppState;
+use crate::state::{AppState, WeakAppState};
+
+use super::handshake;
 
 pub struct Session {
-    app: AppState,
+    /// Weak: see the module doc of `gateway` (the socket layer lives inside
+    /// the state; a strong reference back would be a cycle).
+    app: WeakAppState,
+    max_failed_auth: u32,
+    auth_deadline: Option<Duration>,
     /// The user this socket authenticated as. A std mutex: it is only ever
     /// held for a read or a write, never across an `.await`.
     user: Mutex<Option<Uuid>>,
@@ -36,17 +42,20 @@ enum Outcome {
 }
 
 impl Session {
-    pub fn new(app: AppState) -> Self {
+    pub fn new(app: &AppState) -> Self {
         Self {
-            app,
+            app: app.downgrade(),
+            max_failed_auth: app.config().max_failed_auth_per_socket,
+            auth_deadline: app.config().auth_deadline(),
             user: Mutex::new(None),
             failed_attempts: AtomicU32::new(0),
             auth_turn: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub fn config(&self) -> &Config {
-        self.app.config()
+    /// The application, unless it is shutting down.
+    fn app(&self) -> Option<AppState> {
+        self.app.upgrade()
     }
 
     /// The user this socket acts for, if it is still bound. Membership of the
@@ -77,14 +86,16 @@ impl Session {
         }
     }
 
-    /// Credentials that came with the handshake: the same flow, answered with
-    /// `auth` right after connect.
-    pub async fn handshake<A: Adapter>(
-        &self,
-        s: &SocketRef<A>,
-        credentials: Result<Credentials, CredentialsError>,
-    ) {
-        self.attempt(s, credentials).await;
+    /// Credentials that came with the handshake (the `auth` object or
+    /// cookies): the same flow, answered with `auth` right after connect.
+    /// A handshake without credentials is answered with nothing.
+    pub async fn handshake<A: Adapter>(&self, s: &SocketRef<A>, auth: Option<Value>) {
+        let Some(app) = self.app() else { return };
+        if let Some(credentials) =
+            handshake::credentials(s.req_parts(), auth.as_ref(), app.config())
+        {
+            self.attempt(s, credentials).await;
+        }
     }
 
     async fn attempt<A: Adapter>(
@@ -93,17 +104,22 @@ impl Session {
         credentials: Result<Credentials, CredentialsError>,
     ) -> bool {
         let _turn = self.auth_turn.lock().await;
-        let limit = self.config().max_failed_auth_per_socket;
+        let Some(app) = self.app() else {
+            emit_error(s, "the server is shutting down");
+            emit(s, "auth", &false);
+            return false;
+        };
+        let limit = self.max_failed_auth;
         if self.failed_attempts.load(Ordering::Relaxed) >= limit {
             emit(s, "auth", &false);
             return self.too_many_failures(s);
         }
         let outcome = match credentials {
             Err(reason) => {
-                self.unbind(s).await;
+                self.unbind(&app, s).await;
                 Outcome::Refused(format!("invalid credentials: {reason}"))
             }
-            Ok(credentials) => self.bind(s, &credentials).await,
+            Ok(credentials) => self.bind(&app, s, &credentials).await,
         };
         let authenticated = match outcome {
             Outcome::Bound(user_id) => {
@@ -134,9 +150,14 @@ impl Session {
     }
 
     /// Drops any previous binding, verifies, then binds the socket to the user.
-    async fn bind<A: Adapter>(&self, s: &SocketRef<A>, credentials: &Credentials) -> Outcome {
-        self.unbind(s).await;
-        let user = match self.app.auth().authenticate(credentials).await {
+    async fn bind<A: Adapter>(
+        &self,
+        app: &AppState,
+        s: &SocketRef<A>,
+        credentials: &Credentials,
+    ) -> Outcome {
+        self.unbind(app, s).await;
+        let user = match app.auth().authenticate(credentials).await {
             Ok(user) => user,
             Err(AuthError::Rejected) => return Outcome::Denied,
             Err(err) => {
@@ -149,7 +170,7 @@ impl Session {
             .col_expr(user::Column::SocketId, Some(sid.clone()).into())
             .col_expr(user::Column::LastSeenAt, now_ms().into())
             .filter(user::Column::Id.eq(user.id))
-            .exec(self.app.db())
+            .exec(app.db())
             .await;
         if let Err(err) = stored {
             tracing::error!(socket_id = %s.id, user_id = %user.id, error = %err, "could not store socket id");
@@ -160,7 +181,7 @@ impl Session {
         // The socket may have gone while we verified: then the disconnect
         // handler ran before the binding existed, and it is ours to undo.
         if !s.connected() {
-            self.unbind(s).await;
+            self.unbind(app, s).await;
             return Outcome::Failed;
         }
         Outcome::Bound(user.id)
@@ -168,31 +189,23 @@ impl Session {
 
     /// Forgets the user of this socket: leaves their room and clears
     /// `users.socket_id` if (and only if) it still names this socket.
-    async fn unbind<A: Adapter>(&self, s: &SocketRef<A>) {
+    async fn unbind<A: Adapter>(&self, app: &AppState, s: &SocketRef<A>) {
         let Some(user_id) = self.user.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };
         s.leave(user_room(user_id));
-        self.clear_socket_id(s, user_id).await;
-    }
-
-    async fn clear_socket_id<A: Adapter>(&self, s: &SocketRef<A>, user_id: Uuid) {
-        let cleared = user::Entity::update_many()
-            .col_expr(user::Column::SocketId, Option::<String>::None.into())
-            .col_expr(user::Column::LastSeenAt, now_ms().into())
-            .filter(user::Column::Id.eq(user_id))
-            .filter(user::Column::SocketId.eq(s.id.to_string()))
-            .exec(self.app.db())
-            .await;
-        if let Err(err) = cleared {
-            tracing::error!(socket_id = %s.id, user_id = %user_id, error = %err, "could not clear socket id");
-        }
+        clear_socket_id(app, s, user_id).await;
     }
 
     pub async fn disconnected<A: Adapter>(&self, s: SocketRef<A>, reason: DisconnectReason) {
         let user_id = *self.user.lock().unwrap_or_else(|p| p.into_inner());
         tracing::debug!(socket_id = %s.id, user_id = ?user_id, ?reason, "socket disconnected");
-        self.unbind(&s).await;
+        match self.app() {
+            Some(app) => self.unbind(&app, &s).await,
+            // Shutting down: the row keeps its socket id until that user's
+            // next connection replaces it.
+            None => drop(self.user.lock().unwrap_or_else(|p| p.into_inner()).take()),
+        }
     }
 
     /// Tells the socket why, then disconnects it. Returns the answer for the
@@ -210,7 +223,7 @@ impl Session {
     /// forever (socketioxide's `connect_timeout` covers only the CONNECT
     /// packet). It is told why, then disconnected.
     pub fn enforce_auth_deadline<A: Adapter>(self: std::sync::Arc<Self>, s: SocketRef<A>) {
-        let Some(deadline) = self.config().auth_deadline() else {
+        let Some(deadline) = self.auth_deadline else {
             return;
         };
         let session = std::sync::Arc::downgrade(&self);
@@ -230,7 +243,7 @@ impl Session {
     }
 }
 
-fn emit<A: Adapter, T: serde::Serialize + ?Sized>(s: &SocketRef<A>, event: &str, payload: &T) {
+pub fn emit<A: Adapter, T: serde::Serialize + ?Sized>(s: &SocketRef<A>, event: &str, payload: &T) {
     if let Err(err) = s.emit(event, payload) {
         tracing::warn!(socket_id = %s.id, event, error = %err, "emit to socket failed");
     }
@@ -239,4 +252,19 @@ fn emit<A: Adapter, T: serde::Serialize + ?Sized>(s: &SocketRef<A>, event: &str,
 /// The `error` event of the contract: `{ error: "<reason>" }`.
 pub fn emit_error<A: Adapter>(s: &SocketRef<A>, reason: &str) {
     emit(s, "error", &json!({ "error": reason }));
+}
+
+/// Clears `users.socket_id` if (and only if) it still names this socket: a
+/// newer socket of the same user may have written its own id since.
+async fn clear_socket_id<A: Adapter>(app: &AppState, s: &SocketRef<A>, user_id: Uuid) {
+    let cleared = user::Entity::update_many()
+        .col_expr(user::Column::SocketId, Option::<String>::None.into())
+        .col_expr(user::Column::LastSeenAt, now_ms().into())
+        .filter(user::Column::Id.eq(user_id))
+        .filter(user::Column::SocketId.eq(s.id.to_string()))
+        .exec(app.db())
+        .await;
+    if let Err(err) = cleared {
+        tracing::error!(socket_id = %s.id, user_id = %user_id, error = %err, "could not clear socket id");
+    }
 }

@@ -35,3 +35,8 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
     });
     (status, Json(body))
 }
+
+/// Counters in the Prometheus text format.
+pub async fn metrics(State(state): State<HttpState>) -> String {
+    state.app.metrics().render()
+}

@@ -3,9 +3,11 @@
 
 mod graphql;
 mod health;
+mod push_api;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -22,9 +24,15 @@ pub struct HttpState {
 
 pub fn router(state: HttpState) -> Router {
     let body_limit = state.app.config().graphql_max_body_bytes;
+    let push_limit = state.app.config().push_max_body_bytes;
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route(
+            "/api/push",
+            post(push_api::push).layer(DefaultBodyLimit::max(push_limit)),
+        )
         .route(
             "/graphql",
             get(graphql::graphiql)

@@ -13,6 +13,9 @@ use uuid::Uuid;
 
 pub use crate::client::{ConnectOptions, SioClient, Transport, WAIT};
 
+/// The API key every test server accepts on `POST /api/push`.
+pub const API_KEY: &str = "test-api-key-0123456789";
+
 /// How long a test waits to be sure something does *not* happen.
 pub const QUIET: Duration = Duration::from_millis(400);
 
@@ -20,6 +23,9 @@ pub struct TestApp {
     pub port: u16,
     pub http: reqwest::Client,
     pub db: DatabaseConnection,
+    /// The `BackgroundPush` channel of this test's cluster (with Redis).
+    pub background_channel: Option<String>,
+    pub redis_url: Option<String>,
     _sqlite_dir: Option<tempfile::TempDir>,
 }
 
@@ -47,6 +53,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let (database_url, sqlite_dir) = fresh_database().await;
     let mut config = Config::for_database(database_url);
+    config.api_key = Some(API_KEY.to_owned());
     configure(&mut config);
     let mut app = start(config).await;
     app._sqlite_dir = sqlite_dir;
@@ -72,6 +79,8 @@ pub async fn spawn_cluster_on(
         let mut config = Config::for_database(database_url.clone());
         config.redis_url = Some(redis_url.to_owned());
         config.redis_prefix = prefix.clone();
+        config.api_key = Some(API_KEY.to_owned());
+        config.background_push_channel = format!("{prefix}:BackgroundPush");
         apps.push(start(config).await);
     }
     (apps, sqlite_dir)
@@ -87,11 +96,18 @@ async fn start(mut config: Config) -> TestApp {
         .expect("application starts");
     let port = app.port();
     let db = app.state().db().clone();
+    let background_channel = app
+        .state()
+        .bus()
+        .map(|_| app.state().config().background_push_channel.clone());
+    let redis_url = app.state().config().redis_url.clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         port,
         http: reqwest::Client::new(),
         db,
+        background_channel,
+        redis_url,
         _sqlite_dir: None,
     }
 }
@@ -233,6 +249,55 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Publishes on this cluster's `BackgroundPush` channel with a plain
+    /// Redis client, as another service would.
+    pub async fn publish_background_push(&self, message: &str) {
+        let url = self.redis_url.as_deref().expect("a cluster node");
+        let channel = self.background_channel.as_deref().expect("a cluster node");
+        let client = redis::Client::open(url).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis answers");
+        let receivers: i64 = redis::AsyncCommands::publish(&mut conn, channel, message)
+            .await
+            .expect("publish");
+        assert!(receivers > 0, "no node listens on {channel}");
+    }
+
+    pub async fn api_push(
+        &self,
+        key: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url("/api/push"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no metric {name} in {text}"))
     }
 
     /// A direct chatroom between two users, returning its id.

@@ -4,6 +4,7 @@
 mod client;
 mod helpers;
 
+mod backend_push;
 mod cli;
 mod cluster;
 mod graphql_api;

@@ -313,3 +313,59 @@ async fn a_successful_attempt_resets_the_failure_count() {
     }
     assert!(!socket.is_closed(), "never two failures in a row");
 }
+
+#[tokio::test]
+async fn an_initial_connection_sent_the_moment_connect_is_acknowledged_is_answered() {
+    // A real client emits as soon as it sees the CONNECT answer. The
+    // handler must already exist then (socketioxide runs the connect
+    // handler in a task spawned after CONNECT is sent, so handlers are
+    // registered in a connect middleware instead).
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let base = app.url("/socket.io/?EIO=4&transport=polling");
+    let open = app
+        .http
+        .get(&base)
+        .send()
+        .await
+        .expect("handshake")
+        .text()
+        .await
+        .expect("body");
+    let open: Value = serde_json::from_str(open.trim_start_matches('0')).expect("open packet");
+    let url = format!("{base}&sid={}", open["sid"].as_str().expect("sid"));
+    let poll = || async {
+        let response = tokio::time::timeout(WAIT, app.http.get(&url).send())
+            .await
+            .expect("poll answered");
+        let body = response.expect("poll").text().await.expect("body");
+        assert!(!body.contains("Session ID unknown"), "session closed");
+        body
+    };
+    app.http
+        .post(&url)
+        .body("40")
+        .send()
+        .await
+        .expect("connect");
+    for _ in 0..5 {
+        if poll().await.contains("40{") {
+            break;
+        }
+    }
+    let event = json!(["initialConnection", alice.credentials()]);
+    app.http
+        .post(&url)
+        .body(format!("42{event}"))
+        .send()
+        .await
+        .expect("event");
+    let mut seen = String::new();
+    for _ in 0..5 {
+        seen.push_str(&poll().await);
+        if seen.contains(r#"42["auth",true]"#) {
+            return;
+        }
+    }
+    panic!("no auth answer; saw {seen:?}");
+}

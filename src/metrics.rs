@@ -1,0 +1,61 @@
+//! Counters an operator watches, served at `GET /metrics` in the Prometheus
+//! text format. A handful of atomics do not justify a metrics framework.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub background_push_received: Counter,
+    pub background_push_rejected: Counter,
+    pub api_push_accepted: Counter,
+    pub api_push_rejected: Counter,
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, counter) in [
+            (
+                "tidings_background_push_received_total",
+                "BackgroundPush messages received",
+                &self.background_push_received,
+            ),
+            (
+                "tidings_background_push_rejected_total",
+                "BackgroundPush messages rejected as malformed",
+                &self.background_push_rejected,
+            ),
+            (
+                "tidings_api_push_accepted_total",
+                "POST /api/push requests accepted",
+                &self.api_push_accepted,
+            ),
+            (
+                "tidings_api_push_rejected_total",
+                "POST /api/push requests refused",
+                &self.api_push_rejected,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.get()
+            );
+        }
+        out
+    }
+}
