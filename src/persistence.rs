@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+    TransactionTrait,
+};
 
 /// Connects with settings that suit each back-end.
 ///
@@ -35,9 +38,30 @@ pub async fn connect(url: &str, pool_size: u32) -> Result<DatabaseConnection, Db
     Database::connect(options).await
 }
 
+/// Any fixed number: the key of the PostgreSQL advisory lock that makes
+/// nodes take turns at migrating.
+const MIGRATION_LOCK: i64 = 0x7469_6469_6e67; // "tiding"
+
 /// Applies pending migrations.
+///
+/// On PostgreSQL, nodes of a cluster often start together. The migrations
+/// run inside one transaction that first takes a transaction-scoped
+/// advisory lock, so the nodes take turns: the first migrates, the others
+/// then find nothing left to do. (sea-orm-migration's own transaction nests
+/// inside ours as a savepoint.)
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    let txn = db.begin().await?;
+    txn.execute(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [MIGRATION_LOCK.into()],
+    ))
+    .await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
 
 /// Whether the database answers a trivial query (for `/readyz`).

@@ -236,3 +236,18 @@ async fn when_redis_goes_away_local_delivery_goes_on_and_cross_node_delivery_res
     let ready = b.http.get(b.url("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
 }
+
+#[tokio::test]
+async fn nodes_that_start_together_on_one_postgres_database_do_not_race_on_migrations() {
+    // Always PostgreSQL: the advisory lock is what is under test.
+    let url = fresh_postgres_database().await;
+    let build = || {
+        let mut config = tidings::Config::for_database(url.clone());
+        config.db_pool_size = 2;
+        tidings::Application::build(config)
+    };
+    let (a, b, c, d) = tokio::join!(build(), build(), build(), build());
+    for node in [a, b, c, d] {
+        assert!(node.is_ok(), "a node failed to start: {:?}", node.err());
+    }
+}

@@ -114,22 +114,7 @@ async fn start(mut config: Config) -> TestApp {
 
 async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     if std::env::var("TIDINGS_TEST_DATABASE").as_deref() == Ok("postgres") {
-        let admin_url = std::env::var("TIDINGS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let name = format!("tidings_test_{}", Uuid::new_v4().simple());
-        let admin = Database::connect(&admin_url)
-            .await
-            .expect("PostgreSQL answers");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(base, _)| base)
-            .unwrap_or(&admin_url);
-        (format!("{base}/{name}"), None)
+        (fresh_postgres_database().await, None)
     } else {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!(
@@ -138,6 +123,26 @@ async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
         );
         (url, Some(dir))
     }
+}
+
+/// A new, empty PostgreSQL database on the machine's server.
+pub async fn fresh_postgres_database() -> String {
+    let admin_url = std::env::var("TIDINGS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let name = format!("tidings_test_{}", Uuid::new_v4().simple());
+    let admin = Database::connect(&admin_url)
+        .await
+        .expect("PostgreSQL answers");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin_url);
+    format!("{base}/{name}")
 }
 
 impl TestApp {
