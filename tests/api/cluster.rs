@@ -233,6 +233,12 @@ async fn when_redis_goes_away_local_delivery_goes_on_and_cross_node_delivery_res
         !on_a.is_closed() && !on_b.is_closed(),
         "sockets survive a Redis outage"
     );
+    // The BackgroundPush listener resubscribed by itself too.
+    let message = json!({ "pushToUser": alice.id, "payload": "after the outage" });
+    b.publish_background_push(&message.to_string()).await;
+    for socket in [&mut on_a, &mut on_b] {
+        assert_eq!(socket.expect("push").await, json!("after the outage"));
+    }
     let ready = b.http.get(b.url("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
 }
