@@ -124,13 +124,17 @@ impl Application {
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, node_id = %self.state.node_id(), "tidings is serving");
         let state = self.state;
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: closing sockets");
-                state.push().close().await;
-            })
-            .await
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets");
+            state.push().close().await;
+        })
+        .await
     }
 }
 

@@ -113,6 +113,33 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_MAX_FAILED_AUTH_PER_SOCKET", default_value_t = 5)]
     pub max_failed_auth_per_socket: u32,
 
+    /// Failed authentications one client address may make per window,
+    /// across all its sockets; beyond it, attempts are refused unverified.
+    #[arg(
+        long,
+        env = "TIDINGS_MAX_FAILED_AUTH_PER_ADDRESS",
+        default_value_t = 20
+    )]
+    pub max_failed_auth_per_address: u32,
+
+    /// The window of `--max-failed-auth-per-address`, in seconds.
+    #[arg(long, env = "TIDINGS_FAILED_AUTH_WINDOW_SECS", default_value_t = 300)]
+    pub failed_auth_window_secs: u64,
+
+    /// Events one socket may send per second (sustained).
+    #[arg(long, env = "TIDINGS_SOCKET_EVENTS_PER_SEC", default_value_t = 20)]
+    pub socket_events_per_sec: u32,
+
+    /// Events one socket may send in a burst; a socket that goes on sending
+    /// this many more while refused is disconnected.
+    #[arg(long, env = "TIDINGS_SOCKET_EVENTS_BURST", default_value_t = 40)]
+    pub socket_events_burst: u32,
+
+    /// Proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
+    /// Others' headers are ignored: anyone can write one.
+    #[arg(long, env = "TIDINGS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// argon2id verifications run at once (default: the number of cores).
     #[arg(long, env = "TIDINGS_ARGON2_CONCURRENCY")]
     pub argon2_concurrency: Option<usize>,
@@ -179,6 +206,12 @@ impl Config {
                 "--max-failed-auth-per-socket",
                 self.max_failed_auth_per_socket as u64,
             ),
+            (
+                "--max-failed-auth-per-address",
+                self.max_failed_auth_per_address as u64,
+            ),
+            ("--socket-events-per-sec", self.socket_events_per_sec as u64),
+            ("--socket-events-burst", self.socket_events_burst as u64),
             ("--graphql-max-depth", self.graphql_max_depth as u64),
             (
                 "--graphql-max-complexity",

@@ -17,6 +17,7 @@
 //!   `BackgroundPush` or `POST /api/push`.
 //! - [`cluster`]: the Redis bus that joins nodes (socketioxide-redis).
 //! - [`metrics`]: counters served at `/metrics`.
+//! - [`limits`]: the event rate per socket and failed logins per address.
 //! - [`http`]: health probes and the GraphQL endpoint.
 //! - [`persistence`]: opening the database and migrating it.
 //! - [`admin`]: operator commands (`tidings user create`).
@@ -31,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod persistence;
 pub mod push;

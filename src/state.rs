@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::cluster::RedisBus;
 use crate::config::Config;
+use crate::limits::FailureLedger;
 use crate::metrics::Metrics;
 use crate::push::PushService;
 
@@ -32,6 +33,7 @@ struct Inner {
     push: PushService,
     bus: Option<RedisBus>,
     metrics: Metrics,
+    failed_auth: FailureLedger,
 }
 
 /// A reference that does not keep the application alive; see
@@ -62,6 +64,10 @@ impl AppState {
         push: PushService,
         bus: Option<RedisBus>,
     ) -> Self {
+        let failed_auth = FailureLedger::new(
+            config.max_failed_auth_per_address,
+            std::time::Duration::from_secs(config.failed_auth_window_secs),
+        );
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -71,6 +77,7 @@ impl AppState {
                 push,
                 bus,
                 metrics: Metrics::default(),
+                failed_auth,
             }),
         }
     }
@@ -78,6 +85,11 @@ impl AppState {
     /// This process's identity in the cluster (UUIDv7, new at every start).
     pub fn node_id(&self) -> Uuid {
         self.inner.node_id
+    }
+
+    /// Failed authentications per client address, shared by every socket.
+    pub fn failed_auth(&self) -> &FailureLedger {
+        &self.inner.failed_auth
     }
 
     pub fn metrics(&self) -> &Metrics {

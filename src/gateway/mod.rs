@@ -20,7 +20,11 @@
 mod handshake;
 mod session;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::http;
 
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
@@ -50,7 +54,10 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &AppState) -
 /// client is told it is connected.
 fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'static str> {
     let app = app.upgrade().ok_or("the server is shutting down")?;
-    let session = Arc::new(Session::new(&app));
+    let session = Arc::new(Session::new(
+        &app,
+        client_addr(s.req_parts(), &app.config().trusted_proxies),
+    ));
     s.on("initialConnection", {
         let session = session.clone();
         move |s: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
@@ -58,11 +65,17 @@ fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'stati
             async move { session.initial_connection(s, data.ok(), ack).await }
         }
     });
-    s.on_fallback(
-        |s: SocketRef<A>, Event(event): Event, ack: AckSender<A>| async move {
-            unknown_event(&s, &event, ack);
-        },
-    );
+    s.on_fallback({
+        let session = session.clone();
+        move |s: SocketRef<A>, Event(event): Event, ack: AckSender<A>| {
+            let session = session.clone();
+            async move {
+                if let Some(ack) = session.admit(&s, ack) {
+                    unknown_event(&s, &event, ack);
+                }
+            }
+        }
+    });
     s.on_disconnect({
         let session = session.clone();
         move |s: SocketRef<A>, reason: DisconnectReason| {
@@ -86,6 +99,33 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>, TryData(handshake_auth): TryDat
     give_tab_window_id(&s);
     session.handshake(&s, handshake_auth.ok()).await;
     session.enforce_auth_deadline(s);
+}
+
+/// The client's address: the TCP peer, or, when the peer is a trusted
+/// proxy, the nearest untrusted hop of its `X-Forwarded-For` (behind a load
+/// balancer every peer is the balancer, and per-address limits would lump
+/// everyone together). An untrusted peer's header is ignored: anyone can
+/// write one.
+pub fn client_addr(parts: &http::request::Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let hops: Vec<IpAddr> = forwarded
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|hop| !trusted.contains(hop))
+            .unwrap_or(peer),
+    )
 }
 
 /// Every socket gets a random token of its own, so a web app can tell its

@@ -1,5 +1,6 @@
 //! One socket's view of who it is, and the `initialConnection` flow.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use socketioxide::socket::DisconnectReason;
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Credentials, CredentialsError};
+use crate::limits::TokenBucket;
 use crate::push::user_room;
 use crate::state::{AppState, WeakAppState};
 
@@ -24,6 +26,14 @@ pub struct Session {
     app: WeakAppState,
     max_failed_auth: u32,
     auth_deadline: Option<Duration>,
+    /// The client's address (see `gateway::client_addr`), for the
+    /// per-address failure limit.
+    addr: Option<IpAddr>,
+    events: TokenBucket,
+    /// Events refused in a row by the rate limit; a socket that keeps
+    /// flooding after being told is disconnected.
+    refused_in_a_row: AtomicU32,
+    flood_limit: u32,
     /// The user this socket authenticated as. A std mutex: it is only ever
     /// held for a read or a write, never across an `.await`.
     user: Mutex<Option<Uuid>>,
@@ -38,15 +48,22 @@ enum Outcome {
     Bound(Uuid),
     Refused(String),
     Denied,
+    /// The client address has failed too often; nothing was verified.
+    AddressBlocked,
     Failed,
 }
 
 impl Session {
-    pub fn new(app: &AppState) -> Self {
+    pub fn new(app: &AppState, addr: Option<IpAddr>) -> Self {
+        let config = app.config();
         Self {
             app: app.downgrade(),
-            max_failed_auth: app.config().max_failed_auth_per_socket,
-            auth_deadline: app.config().auth_deadline(),
+            max_failed_auth: config.max_failed_auth_per_socket,
+            auth_deadline: config.auth_deadline(),
+            addr,
+            events: TokenBucket::new(config.socket_events_per_sec, config.socket_events_burst),
+            refused_in_a_row: AtomicU32::new(0),
+            flood_limit: config.socket_events_burst,
             user: Mutex::new(None),
             failed_attempts: AtomicU32::new(0),
             auth_turn: tokio::sync::Mutex::new(()),
@@ -56,6 +73,31 @@ impl Session {
     /// The application, unless it is shutting down.
     fn app(&self) -> Option<AppState> {
         self.app.upgrade()
+    }
+
+    /// Lets an event through if the socket is within its rate. Otherwise it
+    /// answers `error` `rate limited` (and the ack with `{ error }`), and
+    /// disconnects a socket that goes on flooding: returns `None` then.
+    pub fn admit<A: Adapter>(&self, s: &SocketRef<A>, ack: AckSender<A>) -> Option<AckSender<A>> {
+        if self.events.try_take() {
+            self.refused_in_a_row.store(0, Ordering::Relaxed);
+            return Some(ack);
+        }
+        let refused = self.refused_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if refused == 1 {
+            tracing::info!(socket_id = %s.id, "rate limited");
+        }
+        emit_error(s, "rate limited");
+        if let Err(err) = ack.send(&serde_json::json!({ "error": "rate limited" })) {
+            tracing::debug!(socket_id = %s.id, error = %err, "could not ack a refused event");
+        }
+        if refused >= self.flood_limit {
+            tracing::warn!(socket_id = %s.id, refused, "socket keeps flooding, disconnecting");
+            if let Err(err) = s.clone().disconnect() {
+                tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
+            }
+        }
+        None
     }
 
     /// The user this socket acts for, if it is still bound. Membership of the
@@ -76,6 +118,9 @@ impl Session {
         data: Option<Value>,
         ack: AckSender<A>,
     ) {
+        let Some(ack) = self.admit(&s, ack) else {
+            return;
+        };
         let credentials = match &data {
             Some(value) => Credentials::from_json(value),
             None => Err(CredentialsError::NotAnObject),
@@ -114,13 +159,25 @@ impl Session {
             emit(s, "auth", &false);
             return self.too_many_failures(s);
         }
+        let blocked = self
+            .addr
+            .is_some_and(|addr| app.failed_auth().is_blocked(addr));
         let outcome = match credentials {
+            _ if blocked => {
+                self.unbind(&app, s).await;
+                Outcome::AddressBlocked
+            }
             Err(reason) => {
                 self.unbind(&app, s).await;
                 Outcome::Refused(format!("invalid credentials: {reason}"))
             }
             Ok(credentials) => self.bind(&app, s, &credentials).await,
         };
+        if matches!(outcome, Outcome::Refused(_) | Outcome::Denied) {
+            if let Some(addr) = self.addr {
+                app.failed_auth().record_failure(addr);
+            }
+        }
         let authenticated = match outcome {
             Outcome::Bound(user_id) => {
                 tracing::info!(socket_id = %s.id, user_id = %user_id, "socket authenticated");
@@ -133,6 +190,14 @@ impl Session {
             }
             Outcome::Denied => {
                 tracing::info!(socket_id = %s.id, "wrong credentials");
+                false
+            }
+            Outcome::AddressBlocked => {
+                tracing::warn!(socket_id = %s.id, addr = ?self.addr, "authentication refused: too many failures from this address");
+                emit_error(
+                    s,
+                    "too many failed authentication attempts from your address; try again later",
+                );
                 false
             }
             Outcome::Failed => {

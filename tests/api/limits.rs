@@ -183,3 +183,106 @@ async fn garbage_frames_do_not_take_the_node_down() {
     socket.emit("initialConnection", &alice.credentials());
     assert_eq!(socket.expect("auth").await, json!(true));
 }
+
+#[tokio::test]
+async fn a_socket_over_its_event_rate_is_refused_then_cut_off_while_its_neighbour_is_untouched() {
+    let app = spawn_app_with(|c| {
+        c.socket_events_per_sec = 1;
+        c.socket_events_burst = 5;
+    })
+    .await;
+    let alice = app.sign_up("alice").await;
+    let mut neighbour = app.authed_socket(&alice, Transport::WebSocket).await;
+    let mut flooder = app.socket(Transport::WebSocket).await;
+    // One at a time (each event's handler runs in its own task, so only
+    // awaited acks give an order): the burst passes, the next is refused.
+    for _ in 0..5 {
+        let ack = flooder.emit_with_ack("noSuchEvent", &json!({})).await;
+        assert!(
+            ack[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("unknown event")),
+            "{ack:?}"
+        );
+    }
+    let ack = flooder.emit_with_ack("noSuchEvent", &json!({})).await;
+    assert_eq!(ack[0]["error"], "rate limited");
+    // Flooding on after being told: disconnected.
+    for _ in 0..10 {
+        flooder.emit("noSuchEvent", &json!({}));
+    }
+    flooder.expect_closed().await;
+
+    assert!(!neighbour.is_closed());
+    let ack = neighbour
+        .emit_with_ack("initialConnection", &alice.credentials())
+        .await;
+    assert_eq!(ack, vec![json!(true)]);
+}
+
+#[tokio::test]
+async fn failed_attempts_are_limited_per_address_across_sockets() {
+    let app = spawn_app_with(|c| c.max_failed_auth_per_address = 3).await;
+    let alice = app.sign_up("alice").await;
+    let guess = json!({ "id": alice.id, "secretkey": "guess" });
+    for _ in 0..3 {
+        // A fresh socket each time: the per-socket limit never triggers.
+        let mut socket = app.socket(Transport::WebSocket).await;
+        socket.emit("initialConnection", &guess);
+        assert_eq!(socket.expect("auth").await, json!(false));
+    }
+    // Now even the right secret is refused from this address, unverified.
+    let mut socket = app.socket(Transport::Polling).await;
+    socket.emit("initialConnection", &alice.credentials());
+    assert_eq!(socket.expect("auth").await, json!(false));
+    let error = socket.expect("error").await;
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("your address")),
+        "{error}"
+    );
+
+    // A forged X-Forwarded-For from an untrusted peer changes nothing.
+    let forged = ConnectOptions {
+        headers: vec![("x-forwarded-for", "198.51.100.7".into())],
+        ..Default::default()
+    };
+    let mut socket = app.socket_with(Transport::WebSocket, forged).await;
+    socket.emit("initialConnection", &alice.credentials());
+    assert_eq!(socket.expect("auth").await, json!(false));
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_one_limited() {
+    let app = spawn_app_with(|c| {
+        c.max_failed_auth_per_address = 2;
+        c.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+    })
+    .await;
+    let alice = app.sign_up("alice").await;
+    let from = |addr: &str| ConnectOptions {
+        headers: vec![("x-forwarded-for", addr.to_owned())],
+        ..Default::default()
+    };
+    let guess = json!({ "id": alice.id, "secretkey": "guess" });
+    for _ in 0..2 {
+        let mut socket = app
+            .socket_with(Transport::WebSocket, from("198.51.100.7"))
+            .await;
+        socket.emit("initialConnection", &guess);
+        assert_eq!(socket.expect("auth").await, json!(false));
+    }
+    let mut blocked = app
+        .socket_with(Transport::WebSocket, from("198.51.100.7"))
+        .await;
+    blocked.emit("initialConnection", &alice.credentials());
+    assert_eq!(blocked.expect("auth").await, json!(false));
+
+    // Another client behind the same proxy is not punished.
+    let mut other = app
+        .socket_with(Transport::WebSocket, from("198.51.100.8"))
+        .await;
+    other.emit("initialConnection", &alice.credentials());
+    assert_eq!(other.expect("auth").await, json!(true));
+}
