@@ -120,12 +120,7 @@ impl Authenticator {
 
     /// A new random secret and its argon2id hash.
     pub async fn issue_secret(&self) -> Result<(String, String), AuthError> {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| AuthError::Hashing(e.to_string()))?;
+        let _permit = self.argon2_turn().await?;
         let secret = random_secret();
         let for_hashing = secret.clone();
         let hash = blocking(move || hash_secret(&for_hashing)).await??;
@@ -133,12 +128,7 @@ impl Authenticator {
     }
 
     async fn verify(&self, secret: &Secret, hash: String) -> Result<bool, AuthError> {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| AuthError::Hashing(e.to_string()))?;
+        let _permit = self.argon2_turn().await?;
         let secret = secret.clone();
         blocking(move || match PasswordHash::new(&hash) {
             Ok(parsed) => Argon2::default()
@@ -150,6 +140,15 @@ impl Authenticator {
             }
         })
         .await
+    }
+
+    /// Waits for one of the `concurrency` argon2 slots.
+    async fn argon2_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AuthError> {
+        self.inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| AuthError::Hashing(e.to_string()))
     }
 
     fn digest(&self, secret: &Secret) -> [u8; 32] {

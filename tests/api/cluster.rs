@@ -107,15 +107,7 @@ async fn readyz_shows_each_nodes_id_and_redis() {
     let (nodes, _db) = spawn_cluster(2).await;
     let mut ids = Vec::new();
     for node in &nodes {
-        let body: serde_json::Value = node
-            .http
-            .get(node.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz")
-            .json()
-            .await
-            .expect("json");
+        let body: serde_json::Value = node.get("/readyz").await.json().await.expect("json");
         assert_eq!(body["redis"], "ok", "{body}");
         assert_eq!(body["ready"], true);
         ids.push(body["node_id"].as_str().expect("node id").to_owned());
@@ -205,7 +197,7 @@ async fn when_redis_goes_away_local_delivery_goes_on_and_cross_node_delivery_res
     a.graphql_ok(FOLLOW, json!({ "u": alice.id }), Some(&bob))
         .await;
     assert_eq!(on_a.expect("Followed").await["following"], json!(true));
-    let ready = a.http.get(a.url("/readyz")).send().await.expect("readyz");
+    let ready = a.get("/readyz").await;
     assert_eq!(ready.status(), 503, "not ready without Redis");
 
     let port = redis.port;
@@ -239,7 +231,7 @@ async fn when_redis_goes_away_local_delivery_goes_on_and_cross_node_delivery_res
     for socket in [&mut on_a, &mut on_b] {
         assert_eq!(socket.expect("push").await, json!("after the outage"));
     }
-    let ready = b.http.get(b.url("/readyz")).send().await.expect("readyz");
+    let ready = b.get("/readyz").await;
     assert_eq!(ready.status(), 200);
 }
 

@@ -413,12 +413,7 @@ async fn oversized_graphql_bodies_get_413() {
 #[tokio::test]
 async fn graphiql_is_served_on_get() {
     let app = spawn_app().await;
-    let response = app
-        .http
-        .get(app.url("/graphql"))
-        .send()
-        .await
-        .expect("request");
+    let response = app.get("/graphql").await;
     assert_eq!(response.status(), 200);
     assert!(response.text().await.expect("body").contains("graphiql"));
 }

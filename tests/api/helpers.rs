@@ -150,6 +150,19 @@ impl TestApp {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request")
+    }
+
+    /// Whether the node still serves (`/healthz` answers 200).
+    pub async fn is_up(&self) -> bool {
+        self.get("/healthz").await.status() == 200
+    }
+
     /// Posts a GraphQL operation, optionally as `as_user` (Basic auth).
     pub async fn graphql(
         &self,
