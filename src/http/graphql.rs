@@ -32,11 +32,31 @@ pub async fn execute(
     request: GraphQLRequest,
 ) -> GraphQLResponse {
     let viewer = viewer(&state, &headers).await;
-    state
+    let mut response = state
         .schema
         .execute(request.into_inner().data(viewer))
-        .await
-        .into()
+        .await;
+    for error in &mut response.errors {
+        code_client_errors(error);
+    }
+    response.into()
+}
+
+/// Every error a resolver raises carries its code already (`ApiError`).
+/// The ones without are async-graphql's own, raised before any resolver
+/// runs: a query that does not parse, an argument of the wrong type or
+/// missing, a query too deep or too complex. All are the client's to fix.
+fn code_client_errors(error: &mut async_graphql::ServerError) {
+    let coded = error
+        .extensions
+        .as_ref()
+        .is_some_and(|ext| ext.get("code").is_some());
+    if !coded {
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", "BAD_USER_INPUT");
+    }
 }
 
 async fn viewer(state: &HttpState, headers: &HeaderMap) -> Viewer {

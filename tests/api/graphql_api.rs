@@ -429,3 +429,23 @@ async fn internal_errors_never_leak_database_text() {
         assert!(!text.contains(leak), "{response}");
     }
 }
+
+#[tokio::test]
+async fn arguments_of_the_wrong_type_or_missing_fail_with_bad_user_input() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    for query in [
+        "{ users(first: \"ten\") { id } }",
+        "{ users(first: 99999999999) { id } }",
+        "mutation { sendMessage(content: \"no chatroom\") { id } }",
+        "{ me { id noSuchField } }",
+        "{ me { id ",
+    ] {
+        let response = app.graphql(query, json!({}), Some(&alice)).await;
+        assert_eq!(
+            error_code(&response),
+            "BAD_USER_INPUT",
+            "{query}: {response}"
+        );
+    }
+}
