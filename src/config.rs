@@ -140,6 +140,29 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
 
+    /// Rooms one socket may be in at once (`joinRoom`).
+    #[arg(long, env = "TIDINGS_MAX_ROOMS_PER_SOCKET", default_value_t = 50)]
+    pub max_rooms_per_socket: usize,
+
+    /// Relay event types that are "in-between" updates: dropped when their
+    /// timestamp is too far from now, and not logged in production.
+    #[arg(
+        long,
+        env = "TIDINGS_RELAY_IN_BETWEEN_TYPES",
+        value_delimiter = ',',
+        default_value = "FRAME_UPDATE,CURSOR_SYNC,TYPING"
+    )]
+    pub relay_in_between_types: Vec<String>,
+
+    /// How far (ms) an in-between event's timestamp may be from the server's
+    /// clock, in the past or the future, before it is dropped.
+    #[arg(long, env = "TIDINGS_RELAY_MAX_AGE_MS", default_value_t = 5000)]
+    pub relay_max_age_ms: i64,
+
+    /// Largest relay `payload`, in bytes of JSON.
+    #[arg(long, env = "TIDINGS_RELAY_MAX_PAYLOAD_BYTES", default_value_t = 16 * 1024)]
+    pub relay_max_payload_bytes: usize,
+
     /// argon2id verifications run at once (default: the number of cores).
     #[arg(long, env = "TIDINGS_ARGON2_CONCURRENCY")]
     pub argon2_concurrency: Option<usize>,

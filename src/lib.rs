@@ -36,6 +36,7 @@ pub mod limits;
 pub mod metrics;
 pub mod persistence;
 pub mod push;
+pub mod rooms;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub background_push_rejected: Counter,
     pub api_push_accepted: Counter,
     pub api_push_rejected: Counter,
+    pub relay_stale_dropped: Counter,
 }
 
 impl Metrics {
@@ -43,6 +44,11 @@ impl Metrics {
                 "tidings_api_push_accepted_total",
                 "POST /api/push requests accepted",
                 &self.api_push_accepted,
+            ),
+            (
+                "tidings_relay_stale_dropped_total",
+                "in-between relay events dropped as too old or in the future",
+                &self.relay_stale_dropped,
             ),
             (
                 "tidings_api_push_rejected_total",

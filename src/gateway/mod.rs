@@ -18,6 +18,8 @@
 //! cycle that never frees the database pool.
 
 mod handshake;
+mod relay;
+mod rooms;
 mod session;
 
 use std::net::{IpAddr, SocketAddr};
@@ -58,12 +60,26 @@ fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'stati
         &app,
         client_addr(s.req_parts(), &app.config().trusted_proxies),
     ));
-    s.on("initialConnection", {
-        let session = session.clone();
-        move |s: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
-            let session = session.clone();
-            async move { session.initial_connection(s, data.ok(), ack).await }
-        }
+    route(
+        s,
+        &session,
+        "initialConnection",
+        |session, s, data, ack| async move { session.initial_connection(s, data, ack).await },
+    );
+    route(
+        s,
+        &session,
+        "joinRoom",
+        |session, s, data, ack| async move { rooms::join(&session, s, data, ack).await },
+    );
+    route(s, &session, "leaveRoom", |_, s, data, ack| {
+        rooms::leave(s, data, ack)
+    });
+    route(s, &session, "event", |session, s, data, ack| async move {
+        relay::relay(&session, s, data, ack).await
+    });
+    route(s, &session, "typing", |session, s, data, ack| async move {
+        relay::typing(&session, s, data, ack).await
     });
     s.on_fallback({
         let session = session.clone();
@@ -85,6 +101,34 @@ fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'stati
     });
     s.extensions.insert(session);
     Ok(())
+}
+
+/// Registers `handler` for `event`, behind the socket's event rate limit.
+/// Payloads arrive as raw JSON (`TryData<Value>`): a typed extractor that
+/// failed to parse would skip the handler and leave the client unanswered.
+fn route<A, F, Fut>(s: &SocketRef<A>, session: &Arc<Session>, event: &'static str, handler: F)
+where
+    A: Adapter,
+    F: Fn(Arc<Session>, SocketRef<A>, Option<Value>, AckSender<A>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let session = session.clone();
+    s.on(
+        event,
+        move |s: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
+            let session = session.clone();
+            let handler = handler.clone();
+            async move {
+                if let Some(ack) = session.admit(&s, ack) {
+                    handler(session, s, data.ok(), ack).await;
+                }
+            }
+        },
+    );
 }
 
 async fn on_connect<A: Adapter>(s: SocketRef<A>, TryData(handshake_auth): TryData<Value>) {

@@ -71,7 +71,7 @@ impl Session {
     }
 
     /// The application, unless it is shutting down.
-    fn app(&self) -> Option<AppState> {
+    pub fn app(&self) -> Option<AppState> {
         self.app.upgrade()
     }
 
@@ -118,9 +118,6 @@ impl Session {
         data: Option<Value>,
         ack: AckSender<A>,
     ) {
-        let Some(ack) = self.admit(&s, ack) else {
-            return;
-        };
         let credentials = match &data {
             Some(value) => Credentials::from_json(value),
             None => Err(CredentialsError::NotAnObject),
@@ -178,6 +175,12 @@ impl Session {
                 app.failed_auth().record_failure(addr);
             }
         }
+        // The socket keeps only the rooms its (new) identity may hold.
+        let now_bound = match &outcome {
+            Outcome::Bound(user) => Some(*user),
+            _ => None,
+        };
+        super::rooms::prune(s, &app, now_bound).await;
         let authenticated = match outcome {
             Outcome::Bound(user_id) => {
                 tracing::info!(socket_id = %s.id, user_id = %user_id, "socket authenticated");

@@ -11,4 +11,5 @@ mod graphql_api;
 mod health;
 mod limits;
 mod pushes;
+mod rooms;
 mod socket_auth;

@@ -1,0 +1,304 @@
+//! §5 (rooms, relay, typing): who may join what, and relayed events reach
+//! the room's other sockets only, stamped with the sender's real user.
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn relay_event(kind: &str, timestamp: i64, room: &str) -> Value {
+    json!({ "type": kind, "timestamp": timestamp, "userId": "someone-else", "payload": { "x": 1 }, "room": room })
+}
+
+fn now() -> i64 {
+    entity::now_ms()
+}
+
+#[tokio::test]
+async fn who_may_join_which_room() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let mallory = app.sign_up("mallory").await;
+    let chatroom = app.direct_chatroom(&alice, &bob).await;
+    let mut socket = app.authed_socket(&alice, Transport::WebSocket).await;
+    let mut outsider = app.authed_socket(&mallory, Transport::WebSocket).await;
+    let mut anonymous = app.socket(Transport::WebSocket).await;
+
+    let ok = json!([{ "ok": true }]);
+    assert_eq!(
+        Value::from(socket.emit_with_ack("joinRoom", &json!("topic:news")).await),
+        ok
+    );
+    assert_eq!(
+        Value::from(
+            socket
+                .emit_with_ack(
+                    "joinRoom",
+                    &json!({ "room": format!("chatroom:{chatroom}") })
+                )
+                .await
+        ),
+        ok
+    );
+
+    // Which socket asks: 0 alice (a member), 1 mallory (an outsider), 2 nobody.
+    let refusals = [
+        (1, json!(format!("chatroom:{chatroom}")), "not a member"),
+        (2, json!("topic:news"), "authenticate first"),
+        (0, json!(format!("user:{}", bob.id)), "server's own"),
+        (0, json!("tab:whatever"), "server's own"),
+        (0, json!("topic:Not Lowercase"), "topic names"),
+        (0, json!("lobby"), "room names are"),
+        (0, json!(42), "a room is a name"),
+    ];
+    for (who, room, reason) in refusals {
+        let client = match who {
+            0 => &mut socket,
+            1 => &mut outsider,
+            _ => &mut anonymous,
+        };
+        let ack = client.emit_with_ack("joinRoom", &room).await;
+        assert!(
+            ack[0]["error"].as_str().is_some_and(|e| e.contains(reason)),
+            "{room}: {ack:?}"
+        );
+        let error = client.expect("error").await;
+        assert!(
+            error["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("joinRoom:")),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        Value::from(
+            socket
+                .emit_with_ack("leaveRoom", &json!("topic:news"))
+                .await
+        ),
+        ok
+    );
+}
+
+#[tokio::test]
+async fn a_socket_may_hold_only_so_many_rooms() {
+    let app = spawn_app_with(|c| c.max_rooms_per_socket = 2).await;
+    let alice = app.sign_up("alice").await;
+    let mut socket = app.authed_socket(&alice, Transport::WebSocket).await;
+    for topic in ["topic:a", "topic:b"] {
+        assert_eq!(
+            socket.emit_with_ack("joinRoom", &json!(topic)).await[0]["ok"],
+            true
+        );
+    }
+    let ack = socket.emit_with_ack("joinRoom", &json!("topic:c")).await;
+    assert!(
+        ack[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("at most 2")),
+        "{ack:?}"
+    );
+    assert_eq!(
+        socket.emit_with_ack("joinRoom", &json!("topic:a")).await[0]["ok"],
+        true,
+        "rejoining is free"
+    );
+}
+
+#[tokio::test]
+async fn relay_reaches_the_rooms_other_sockets_with_the_senders_real_user_id() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let carol = app.sign_up("carol").await;
+    let mut sender = app.authed_socket(&alice, Transport::WebSocket).await;
+    let mut listener = app.authed_socket(&bob, Transport::Polling).await;
+    let mut elsewhere = app.authed_socket(&carol, Transport::WebSocket).await;
+    for socket in [&mut sender, &mut listener] {
+        socket
+            .emit_with_ack("joinRoom", &json!("topic:board"))
+            .await;
+    }
+    elsewhere
+        .emit_with_ack("joinRoom", &json!("topic:other"))
+        .await;
+
+    let ack = sender
+        .emit_with_ack("event", &relay_event("SHAPE_ADDED", now(), "topic:board"))
+        .await;
+    assert_eq!(ack, vec![json!({ "ok": true })]);
+    let event = listener.expect("event").await;
+    assert_eq!(
+        event["userId"],
+        json!(alice.id),
+        "the server stamps the sender"
+    );
+    assert_eq!(event["type"], "SHAPE_ADDED");
+    assert_eq!(event["payload"], json!({ "x": 1 }));
+    assert_eq!(event["room"], "topic:board");
+    sender.expect_none("event", QUIET).await;
+    elsewhere.expect_none("event", QUIET).await;
+}
+
+#[tokio::test]
+async fn in_between_events_are_dropped_when_stale_or_from_the_future_and_others_pass() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let mut sender = app.authed_socket(&alice, Transport::WebSocket).await;
+    let mut listener = app.authed_socket(&bob, Transport::WebSocket).await;
+    for socket in [&mut sender, &mut listener] {
+        socket
+            .emit_with_ack("joinRoom", &json!("topic:canvas"))
+            .await;
+    }
+    for (kind, offset_ms, passes) in [
+        ("CURSOR_SYNC", -4_000, true),
+        ("CURSOR_SYNC", 4_000, true),
+        ("CURSOR_SYNC", -6_000, false),
+        ("FRAME_UPDATE", 6_000, false),
+        ("TYPING", -60_000, false),
+        ("SHAPE_ADDED", -60_000, true),
+    ] {
+        let ack = sender
+            .emit_with_ack(
+                "event",
+                &relay_event(kind, now() + offset_ms, "topic:canvas"),
+            )
+            .await;
+        if passes {
+            assert_eq!(ack, vec![json!({ "ok": true })], "{kind} {offset_ms}");
+            assert_eq!(listener.expect("event").await["type"], kind);
+        } else {
+            assert_eq!(ack[0]["error"], "stale event dropped", "{kind} {offset_ms}");
+            listener.expect_none("event", QUIET).await;
+        }
+    }
+    assert_eq!(app.metric("tidings_relay_stale_dropped_total").await, 3);
+}
+
+#[tokio::test]
+async fn malformed_relay_events_are_refused_with_the_reason() {
+    let app = spawn_app_with(|c| c.relay_max_payload_bytes = 1024).await;
+    let alice = app.sign_up("alice").await;
+    let mut socket = app.authed_socket(&alice, Transport::WebSocket).await;
+    socket.emit_with_ack("joinRoom", &json!("topic:x")).await;
+    let good = relay_event("OK", now(), "topic:x");
+    let with = |field: &str, value: Value| {
+        let mut event = good.clone();
+        event[field] = value;
+        event
+    };
+    for (event, reason) in [
+        (json!("not an object"), "must be an object"),
+        (with("type", json!("lowercase")), "type must match"),
+        (with("type", json!("A".repeat(65))), "type must match"),
+        (with("timestamp", json!("yesterday")), "timestamp"),
+        (with("payload", json!([1, 2])), "payload must be an object"),
+        (
+            with("payload", json!({ "big": "x".repeat(2000) })),
+            "too large",
+        ),
+        (with("room", json!("topic:not-joined")), "joined"),
+        (with("room", json!(format!("user:{}", alice.id))), "joined"),
+    ] {
+        let ack = socket.emit_with_ack("event", &event).await;
+        assert!(
+            ack[0]["error"].as_str().is_some_and(|e| e.contains(reason)),
+            "{event}: {ack:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn typing_reaches_the_chatrooms_other_sockets() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let chatroom = app.direct_chatroom(&alice, &bob).await;
+    let mut typist = app.authed_socket(&alice, Transport::WebSocket).await;
+    let mut reader = app.authed_socket(&bob, Transport::WebSocket).await;
+    for socket in [&mut typist, &mut reader] {
+        assert_eq!(
+            socket
+                .emit_with_ack("joinRoom", &json!(format!("chatroom:{chatroom}")))
+                .await[0]["ok"],
+            true
+        );
+    }
+    let ack = typist
+        .emit_with_ack("typing", &json!({ "chatroomId": chatroom }))
+        .await;
+    assert_eq!(ack, vec![json!({ "ok": true })]);
+    let event = reader.expect("typing").await;
+    assert_eq!(event["chatroomId"], json!(chatroom));
+    assert_eq!(event["userId"], json!(alice.id));
+    assert!(event["timestamp"].as_i64().is_some());
+    typist.expect_none("typing", QUIET).await;
+
+    let ack = typist
+        .emit_with_ack(
+            "typing",
+            &json!({ "chatroomId": uuid::Uuid::now_v7().to_string() }),
+        )
+        .await;
+    assert!(ack[0]["error"].as_str().is_some(), "{ack:?}");
+}
+
+#[tokio::test]
+async fn re_authenticating_as_someone_else_keeps_only_rooms_the_new_user_may_hold() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let carol = app.sign_up("carol").await;
+    let chatroom = app.direct_chatroom(&alice, &bob).await;
+    let mut socket = app.authed_socket(&alice, Transport::WebSocket).await;
+    socket
+        .emit_with_ack("joinRoom", &json!(format!("chatroom:{chatroom}")))
+        .await;
+    socket.emit_with_ack("joinRoom", &json!("topic:all")).await;
+    let mut member = app.authed_socket(&bob, Transport::WebSocket).await;
+    member
+        .emit_with_ack("joinRoom", &json!(format!("chatroom:{chatroom}")))
+        .await;
+    member.emit_with_ack("joinRoom", &json!("topic:all")).await;
+
+    assert_eq!(
+        socket
+            .emit_with_ack("initialConnection", &carol.credentials())
+            .await,
+        vec![json!(true)]
+    );
+    let ack = member
+        .emit_with_ack("typing", &json!({ "chatroomId": chatroom }))
+        .await;
+    assert_eq!(ack[0]["ok"], true);
+    socket.expect_none("typing", QUIET).await;
+    member
+        .emit_with_ack("event", &relay_event("HELLO", now(), "topic:all"))
+        .await;
+    assert_eq!(
+        socket.expect("event").await["userId"],
+        json!(bob.id),
+        "topics stay"
+    );
+}
+
+#[tokio::test]
+async fn relay_crosses_nodes() {
+    let (nodes, _db) = spawn_cluster(2).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let bob = nodes[0].sign_up("bob").await;
+    let mut sender = nodes[0].authed_socket(&alice, Transport::WebSocket).await;
+    let mut listener = nodes[1].authed_socket(&bob, Transport::WebSocket).await;
+    for socket in [&mut sender, &mut listener] {
+        socket
+            .emit_with_ack("joinRoom", &json!("topic:shared"))
+            .await;
+    }
+    sender
+        .emit_with_ack("event", &relay_event("PING", now(), "topic:shared"))
+        .await;
+    assert_eq!(listener.expect("event").await["userId"], json!(alice.id));
+    listener.expect_none("event", QUIET).await;
+}
