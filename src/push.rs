@@ -122,6 +122,12 @@ impl PushService {
         on_io!(self, io => revoke(io, user).await)
     }
 
+    /// Makes every socket of `user` leave `room`, on every node, before
+    /// returning: after a removal the user hears nothing more of the room.
+    pub async fn evict(&self, user: Uuid, room: &str) {
+        on_io!(self, io => evict(io, user, room).await)
+    }
+
     /// Disconnects every socket of `user`.
     pub async fn disconnect(&self, user: Uuid) {
         let result = on_io!(self, io => disconnect(io, user).await);
@@ -215,6 +221,16 @@ async fn revoke<A: Adapter>(io: &SocketIo<A>, user: Uuid) {
         tracing::warn!(user_id = %user, error = %err, "cross-node unbind unavailable; unbinding on this node only");
         if let Err(err) = io.local().to(room.clone()).leave(room).await {
             tracing::error!(user_id = %user, error = %err, "could not unbind sockets");
+        }
+    }
+}
+
+async fn evict<A: Adapter>(io: &SocketIo<A>, user: Uuid, room: &str) {
+    let owner = user_room(user);
+    if let Err(err) = io.to(owner.clone()).leave(room.to_owned()).await {
+        tracing::warn!(user_id = %user, error = %err, "cross-node eviction unavailable; evicting on this node only");
+        if let Err(err) = io.local().to(owner).leave(room.to_owned()).await {
+            tracing::error!(user_id = %user, error = %err, "could not evict sockets from a room");
         }
     }
 }

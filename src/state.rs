@@ -145,6 +145,10 @@ impl graphql::Backend for AppState {
         self.push().disconnect(user).await;
     }
 
+    async fn evict(&self, user: Uuid, room: &str) {
+        self.push().evict(user, room).await;
+    }
+
     async fn is_online(&self, user: Uuid) -> bool {
         self.push().is_online(user).await
     }

@@ -11,6 +11,9 @@ pub struct Model {
     pub name: Option<String>,
     #[sea_orm(unique)]
     pub direct_key: Option<String>,
+    /// Who created a group chatroom (and may remove members); `None` for
+    /// direct chatrooms.
+    pub created_by: Option<Uuid>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -37,6 +37,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Disconnects every socket of the user (after account deletion).
     async fn disconnect_sockets(&self, user: Uuid);
 
+    /// Makes every socket of `user`, on every node, leave `room` now.
+    async fn evict(&self, user: Uuid, room: &str);
+
     /// Whether the user has at least one authenticated socket.
     async fn is_online(&self, user: Uuid) -> bool;
 }

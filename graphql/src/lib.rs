@@ -10,10 +10,12 @@
 //! - `error`: the one error type of the API and its mapping to
 //!   `extensions.code`.
 //! - `types`: GraphQL object types; `query` and `mutation`: the roots.
+//! - `chatroom_admin`: group chatrooms and live membership.
 //! - `content`: how message text is made safe.
 //! - [`events`]: payloads of the Socket.IO events that mutations push.
 
 pub mod backend;
+mod chatroom_admin;
 mod content;
 mod error;
 pub mod events;
@@ -58,7 +60,7 @@ impl Default for SchemaLimits {
 /// Builds the schema once at start-up. `backend` is the application's shared
 /// state; resolvers get it from the schema data.
 pub fn build_schema(backend: Arc<dyn Backend>, limits: &SchemaLimits) -> TidingsSchema {
-    let mut builder = Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    let mut builder = Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
         .data(backend)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)

@@ -17,7 +17,13 @@ use crate::types::{
     backend, member_ids, parse_id, Chatroom, FollowPayload, Message, SignUpPayload, User,
 };
 
-pub struct MutationRoot;
+/// Accounts, follows and direct chats.
+#[derive(Default)]
+pub struct SocialMutations;
+
+/// Every mutation: this crate's mutation groups, merged.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct MutationRoot(SocialMutations, crate::chatroom_admin::ChatroomMutations);
 
 /// Mutations that hash with argon2 cost the most; their complexity keeps a
 /// request of aliased copies under the schema's limit.
@@ -25,7 +31,7 @@ const ARGON2_COST: usize = 200;
 const WRITE_COST: usize = 50;
 
 #[Object]
-impl MutationRoot {
+impl SocialMutations {
     /// Open registration. The secret is generated here and shown only in
     /// this answer.
     #[graphql(complexity = "ARGON2_COST")]
@@ -142,6 +148,7 @@ impl MutationRoot {
             id: Set(Uuid::now_v7()),
             name: Set(None),
             direct_key: Set(Some(key.clone())),
+            created_by: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -274,6 +281,13 @@ impl MutationRoot {
     async fn delete_account(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let me = viewer(ctx)?;
         let backend = backend(ctx);
+        // `created_by` has no foreign key (SQLite cannot add one to an
+        // existing table); clear it here so no chatroom names a ghost.
+        chatroom::Entity::update_many()
+            .col_expr(chatroom::Column::CreatedBy, Option::<Uuid>::None.into())
+            .filter(chatroom::Column::CreatedBy.eq(me.id))
+            .exec(backend.db())
+            .await?;
         user::Entity::delete_by_id(me.id).exec(backend.db()).await?;
         backend.disconnect_sockets(me.id).await;
         tracing::info!(user_id = %me.id, "account deleted");

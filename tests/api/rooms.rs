@@ -302,3 +302,160 @@ async fn relay_crosses_nodes() {
     assert_eq!(listener.expect("event").await["userId"], json!(alice.id));
     listener.expect_none("event", QUIET).await;
 }
+
+const CREATE: &str = "mutation($n: String!, $m: [ID!]!) { createChatroom(name: $n, memberIds: $m) { id name memberIds } }";
+const ADD: &str =
+    "mutation($c: ID!, $u: ID!) { addChatroomMember(chatroomId: $c, userId: $u) { id } }";
+const REMOVE: &str =
+    "mutation($c: ID!, $u: ID!) { removeChatroomMember(chatroomId: $c, userId: $u) { id } }";
+
+#[tokio::test]
+async fn group_chatrooms_are_created_and_grown_with_updated_chat_to_every_member() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let carol = app.sign_up("carol").await;
+    let mut to_bob = app.authed_socket(&bob, Transport::WebSocket).await;
+    let mut to_carol = app.authed_socket(&carol, Transport::WebSocket).await;
+
+    let data = app
+        .graphql_ok(CREATE, json!({ "n": "Trip", "m": [bob.id] }), Some(&alice))
+        .await;
+    let room = data["createChatroom"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(
+        data["createChatroom"]["memberIds"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        to_bob.expect("updatedChat").await["chatroomId"],
+        json!(room)
+    );
+    to_carol.expect_none("updatedChat", QUIET).await;
+
+    // Any member may add; the new member hears of it.
+    app.graphql_ok(ADD, json!({ "c": room, "u": carol.id }), Some(&bob))
+        .await;
+    let update = to_carol.expect("updatedChat").await;
+    assert_eq!(update["memberIds"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        to_bob.expect("updatedChat").await["chatroomId"],
+        json!(room)
+    );
+
+    // Bad input and outsiders.
+    let response = app
+        .graphql(CREATE, json!({ "n": "  ", "m": [] }), Some(&alice))
+        .await;
+    assert_eq!(error_code(&response), "BAD_USER_INPUT");
+    let ghost = uuid::Uuid::now_v7().to_string();
+    let response = app
+        .graphql(CREATE, json!({ "n": "x", "m": [ghost] }), Some(&alice))
+        .await;
+    assert_eq!(error_code(&response), "NOT_FOUND");
+    let mallory = app.sign_up("mallory").await;
+    let response = app
+        .graphql(ADD, json!({ "c": room, "u": mallory.id }), Some(&mallory))
+        .await;
+    assert_eq!(error_code(&response), "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn only_the_creator_removes_others_and_direct_chatrooms_keep_their_two_members() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let carol = app.sign_up("carol").await;
+    let data = app
+        .graphql_ok(
+            CREATE,
+            json!({ "n": "Team", "m": [bob.id, carol.id] }),
+            Some(&alice),
+        )
+        .await;
+    let room = data["createChatroom"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let response = app
+        .graphql(REMOVE, json!({ "c": room, "u": carol.id }), Some(&bob))
+        .await;
+    assert_eq!(error_code(&response), "BAD_USER_INPUT", "{response}");
+    app.graphql_ok(REMOVE, json!({ "c": room, "u": carol.id }), Some(&alice))
+        .await;
+    let left = app
+        .graphql_ok(
+            "mutation($c: ID!) { leaveChatroom(chatroomId: $c) }",
+            json!({ "c": room }),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(left["leaveChatroom"], true);
+
+    let direct = app.direct_chatroom(&alice, &bob).await;
+    let response = app
+        .graphql(REMOVE, json!({ "c": direct, "u": bob.id }), Some(&alice))
+        .await;
+    assert_eq!(error_code(&response), "BAD_USER_INPUT");
+    let response = app
+        .graphql(ADD, json!({ "c": direct, "u": carol.id }), Some(&alice))
+        .await;
+    assert_eq!(error_code(&response), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn a_removed_member_hears_nothing_more_of_the_room_on_any_node() {
+    let (nodes, _db) = spawn_cluster(2).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let bob = nodes[0].sign_up("bob").await;
+    let data = nodes[0]
+        .graphql_ok(CREATE, json!({ "n": "Ops", "m": [bob.id] }), Some(&alice))
+        .await;
+    let room = data["createChatroom"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let name = format!("chatroom:{room}");
+    let mut speaker = nodes[0].authed_socket(&alice, Transport::WebSocket).await;
+    let mut removed = vec![
+        nodes[0].authed_socket(&bob, Transport::WebSocket).await,
+        nodes[1].authed_socket(&bob, Transport::Polling).await,
+    ];
+    speaker.emit_with_ack("joinRoom", &json!(name)).await;
+    for socket in &mut removed {
+        assert_eq!(
+            socket.emit_with_ack("joinRoom", &json!(name)).await[0]["ok"],
+            true
+        );
+    }
+    speaker
+        .emit_with_ack("event", &relay_event("BEFORE", now(), &name))
+        .await;
+    for socket in &mut removed {
+        assert_eq!(socket.expect("event").await["type"], "BEFORE");
+    }
+
+    nodes[1]
+        .graphql_ok(REMOVE, json!({ "c": room, "u": bob.id }), Some(&alice))
+        .await;
+    // The very next event of the room reaches no socket of bob's, on either node.
+    speaker
+        .emit_with_ack("event", &relay_event("AFTER", now(), &name))
+        .await;
+    speaker
+        .emit_with_ack("typing", &json!({ "chatroomId": room }))
+        .await;
+    for socket in &mut removed {
+        socket.expect_none("event", QUIET).await;
+        socket.expect_none("typing", QUIET).await;
+        let ack = socket.emit_with_ack("joinRoom", &json!(name)).await;
+        assert!(
+            ack[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not a member")),
+            "{ack:?}"
+        );
+    }
+}
