@@ -119,6 +119,9 @@ async function startServer() {
       ...process.env,
       DATABASE_URL: databaseUrl,
       TIDINGS_LISTEN: `127.0.0.1:${port}`,
+      // These suites fail on purpose, many times, from one address; the
+      // per-address limit has its own Rust tests (tests/api/limits.rs).
+      TIDINGS_MAX_FAILED_AUTH_PER_ADDRESS: process.env.TIDINGS_MAX_FAILED_AUTH_PER_ADDRESS || '100000',
       RUST_LOG: process.env.RUST_LOG || 'info,tidings=debug,socketioxide=debug',
       NO_COLOR: '1',
     },
