@@ -77,15 +77,7 @@ impl ChatroomMutations {
         }
         .insert(&txn)
         .await?;
-        chatroom_member::Entity::insert_many(members.iter().map(|&user_id| {
-            chatroom_member::ActiveModel {
-                chatroom_id: Set(created.id),
-                user_id: Set(user_id),
-                joined_at: Set(now),
-            }
-        }))
-        .exec_without_returning(&txn)
-        .await?;
+        insert_members(&txn, created.id, &members, now).await?;
         txn.commit().await?;
         announce(backend.as_ref(), created.id, &members, &members).await;
         Ok(Chatroom(created))
@@ -205,8 +197,33 @@ async fn remove(backend: &dyn Backend, room: &chatroom::Model, user_id: Uuid) ->
     Ok(())
 }
 
-/// `updatedChat` with the current members, to `recipients`.
-async fn announce(backend: &dyn Backend, chatroom_id: Uuid, members: &[Uuid], recipients: &[Uuid]) {
+/// Adds `members` to a new chatroom, inside the transaction creating it.
+pub(crate) async fn insert_members(
+    txn: &sea_orm::DatabaseTransaction,
+    chatroom_id: Uuid,
+    members: &[Uuid],
+    now: i64,
+) -> Result<(), sea_orm::DbErr> {
+    chatroom_member::Entity::insert_many(members.iter().map(|&user_id| {
+        chatroom_member::ActiveModel {
+            chatroom_id: Set(chatroom_id),
+            user_id: Set(user_id),
+            joined_at: Set(now),
+        }
+    }))
+    .exec_without_returning(txn)
+    .await
+    .map(|_| ())
+}
+
+/// `updatedChat` with the current members and no new message, to
+/// `recipients`.
+pub(crate) async fn announce(
+    backend: &dyn Backend,
+    chatroom_id: Uuid,
+    members: &[Uuid],
+    recipients: &[Uuid],
+) {
     let event = UpdatedChat {
         chatroom_id,
         member_ids: members.to_vec(),

@@ -2,13 +2,14 @@
 //! announces something the database does not hold.
 
 use async_graphql::{Context, Object, ID};
-use entity::{chatroom, chatroom_member, follow, message, now_ms, user};
+use entity::{chatroom, follow, message, now_ms, user};
 use sea_orm::{
     sea_query::OnConflict, ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set,
     SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
+use crate::chatroom_admin::{announce, insert_members};
 use crate::content::clean_message;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, ChatroomMessage, Followed, MessagePayload, UpdatedChat};
@@ -167,26 +168,9 @@ impl SocialMutations {
             Err(err) => return Err(err.into()),
         };
         let members = [me.id, other];
-        chatroom_member::Entity::insert_many(members.iter().map(|&user_id| {
-            chatroom_member::ActiveModel {
-                chatroom_id: Set(created.id),
-                user_id: Set(user_id),
-                joined_at: Set(now),
-            }
-        }))
-        .exec_without_returning(&txn)
-        .await?;
+        insert_members(&txn, created.id, &members, now).await?;
         txn.commit().await?;
-
-        let event = UpdatedChat {
-            chatroom_id: created.id,
-            member_ids: members.to_vec(),
-            last_message: None,
-            timestamp: now,
-        };
-        backend
-            .push_to_users(&members, events::UPDATED_CHAT, json(&event))
-            .await;
+        announce(backend.as_ref(), created.id, &members, &members).await;
         Ok(Chatroom(created))
     }
 
