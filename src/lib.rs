@@ -11,7 +11,8 @@
 //! - [`auth`]: sanitizing credentials and verifying them (argon2id, bounded
 //!   and cached safely).
 //! - [`gateway`]: Socket.IO handlers: connect, `initialConnection`,
-//!   disconnect.
+//!   rooms, relay, typing, disconnect.
+//! - [`rooms`]: room names and the one policy deciding who may join what.
 //! - [`push`]: the push service, the only way anything reaches a user.
 //! - [`backend_push`]: pushes from other services, over the Redis channel
 //!   `BackgroundPush` or `POST /api/push`.

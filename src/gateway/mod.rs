@@ -1,5 +1,8 @@
-//! The Socket.IO gateway: what happens on connect, on `initialConnection`
-//! and on disconnect.
+//! The Socket.IO gateway: every client event and what it does. This file
+//! wires them; `session` holds a socket's identity and the
+//! `initialConnection` flow, `handshake` reads credentials sent with the
+//! handshake, `rooms` is `joinRoom`/`leaveRoom`, `relay` is `event` and
+//! `typing`.
 //!
 //! Two steps per socket:
 //! - `attach`, a connect *middleware*: socketioxide awaits middlewares
