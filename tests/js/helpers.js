@@ -16,8 +16,9 @@
 //                              tidings and socketioxide, so that a timeout
 //                              can quote what the server did with the socket)
 
-const { spawn } = require('node:child_process');
+const { execFile, spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
+const http = require('node:http');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -95,23 +96,35 @@ function tail(limit) {
 
 /**
  * Starts the server on a free port with a fresh database and waits until
- * `GET /healthz` answers. Returns `{ url, stop() }`.
+ * `GET /healthz` answers. Returns `{ url, port, name, stop() }`.
+ *
+ * options (all optional; without them: one server, fresh SQLite file):
+ *   databaseUrl  database URL (overrides TIDINGS_TEST_DATABASE_URL)
+ *   env          extra environment variables for the server
+ *   name         tells several servers of one test file apart: in their
+ *                log file names and in the log quoted by a timeout
  */
-async function startServer() {
+async function startServer(options = {}) {
   const bin = process.env.TIDINGS_BIN || path.join(REPO_ROOT, 'target', 'debug', 'tidings');
   if (!fs.existsSync(bin)) {
     throw new Error(`server binary ${bin} not found: run \`cargo build --bin tidings\` or set TIDINGS_BIN`);
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidings-js-'));
   const databaseUrl =
-    process.env.TIDINGS_TEST_DATABASE_URL || `sqlite://${path.join(dir, 't.db')}?mode=rwc`;
+    options.databaseUrl ||
+    process.env.TIDINGS_TEST_DATABASE_URL ||
+    `sqlite://${path.join(dir, 't.db')}?mode=rwc`;
+  const name = options.name || '';
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const log = tail(2_000_000);
   const showLog = process.env.TIDINGS_TEST_SERVER_LOG === '1';
   const logDir = path.join(os.tmpdir(), 'tidings-js-logs');
   fs.mkdirSync(logDir, { recursive: true });
-  const logFile = path.join(logDir, `${path.basename(process.argv[1] || 'server')}.log`);
+  const logFile = path.join(
+    logDir,
+    `${path.basename(process.argv[1] || 'server')}${name ? `-${name}` : ''}.log`,
+  );
   const logStream = fs.createWriteStream(logFile);
 
   const child = spawn(bin, [], {
@@ -124,6 +137,7 @@ async function startServer() {
       TIDINGS_MAX_FAILED_AUTH_PER_ADDRESS: process.env.TIDINGS_MAX_FAILED_AUTH_PER_ADDRESS || '100000',
       RUST_LOG: process.env.RUST_LOG || 'info,tidings=debug,socketioxide=debug',
       NO_COLOR: '1',
+      ...(options.env || {}),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -144,8 +158,10 @@ async function startServer() {
     spawnError = err;
   });
 
+  let server = null;
   const stop = async () => {
     process.removeListener('exit', killOnExit);
+    activeServers = activeServers.filter((s) => s !== server);
     if (!spawnError) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       try {
@@ -184,12 +200,13 @@ async function startServer() {
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  activeServer = { url, stop, log: () => log.text, logFile };
-  return activeServer;
+  server = { url, port, name, stop, log: () => log.text, logFile };
+  activeServers.push(server);
+  return server;
 }
 
-/** The server of this test file (for quoting its log in failures). */
-let activeServer = null;
+/** The running servers of this test file (for quoting their logs in failures). */
+let activeServers = [];
 
 /**
  * The server's log from its first line that mentions any of `ids` on, at
@@ -197,15 +214,20 @@ let activeServer = null;
  * socketioxide's per-packet lines do not name the socket).
  */
 function serverLogAbout(ids, max = 60) {
-  if (!activeServer) return '';
   const wanted = ids.filter(Boolean);
   if (wanted.length === 0) return '';
-  const lines = activeServer.log().split('\n');
-  const first = lines.findIndex((line) => wanted.some((id) => line.includes(id)));
-  if (first < 0) return '';
-  const shown = lines.slice(first, first + max);
-  if (lines.length > first + max) shown.push('…');
-  return shown.join('\n');
+  const parts = [];
+  for (const server of activeServers) {
+    const lines = server.log().split('\n');
+    const first = lines.findIndex((line) => wanted.some((id) => line.includes(id)));
+    if (first < 0) continue;
+    const shown = lines.slice(first, first + max);
+    if (lines.length > first + max) shown.push('…');
+    // Several servers (a cluster): say whose log it is.
+    if (activeServers.length > 1) shown.unshift(`[${server.name || server.url}]`);
+    parts.push(shown.join('\n'));
+  }
+  return parts.join('\n');
 }
 
 // ---------------------------------------------------------------------------
@@ -306,7 +328,9 @@ class EventLog {
     return (
       `${this.label}; unconsumed events: [${pending.join(', ')}]; connection: [${this.lifecycle.join(', ')}]` +
       (context ? `\nserver log about this socket:\n${context}\n` : '') +
-      (activeServer ? `(full server log: ${activeServer.logFile})` : '')
+      (activeServers.length > 0
+        ? `(full server log: ${activeServers.map((s) => s.logFile).join(', ')})`
+        : '')
     );
   }
 
@@ -378,6 +402,13 @@ function onAnyEvent(version, socket, fn) {
  *   auth        handshake `auth` object (3.x and 4.x only)
  *   headers     extra HTTP headers for the handshake requests (Node only;
  *               all three versions honour `extraHeaders` there)
+ *   localAddress  loopback source address of every connection (e.g.
+ *               '127.0.0.5'), to look like a different client to a load
+ *               balancer. The client's own `localAddress` option reaches
+ *               only the WebSocket transport (2.x, 3.x and 4.x alike);
+ *               long-polling requests take it from an http.Agent, which
+ *               all three pass to their XMLHttpRequest, so both are set.
+ *   query       extra query parameters of every request (all versions)
  *
  * Returns `{ socket, events, close() }`; `events` is an EventLog.
  */
@@ -396,10 +427,16 @@ async function connect(version, server, options = {}) {
     opts.auth = options.auth;
   }
   if (options.headers) opts.extraHeaders = options.headers;
+  if (options.localAddress) {
+    opts.localAddress = options.localAddress;
+    opts.agent = loopbackAgent(options.localAddress);
+  }
+  if (options.query) opts.query = options.query;
 
   const socket = io(server.url, opts);
   const ids = () => [socket.id, socket.io && socket.io.engine && socket.io.engine.id];
-  const events = new EventLog(`socket.io-client ${version} over ${transports.join('→')}`, () =>
+  const from = options.localAddress ? ` from ${options.localAddress}` : '';
+  const events = new EventLog(`socket.io-client ${version} over ${transports.join('→')}${from}`, () =>
     serverLogAbout(ids()),
   );
   onAnyEvent(version, socket, (event, args) => events.record(event, args));
@@ -475,6 +512,321 @@ function cookieHeader(user) {
   return `id=${user.id}; secretkey=${user.secretkey}`;
 }
 
+// ---------------------------------------------------------------------------
+// Several clients on one machine: loopback source addresses
+
+/**
+ * An http.Agent whose connections come from `localAddress` (any address in
+ * 127.0.0.0/8 works on Linux without set-up), so a load balancer that
+ * hashes on the client address sees a different client.
+ */
+function loopbackAgent(localAddress) {
+  return new http.Agent({ localAddress });
+}
+
+/**
+ * One HTTP request with `http.request` (unlike `fetch`, it can choose its
+ * source address). Resolves to `{ status, headers, text, json() }`.
+ *
+ * options: method, headers, body (string or object, sent as JSON),
+ * localAddress, timeout (ms).
+ */
+function httpRequest(url, options = {}) {
+  const { method = 'GET', headers = {}, localAddress, timeout = TIMEOUT_MS } = options;
+  let body = options.body;
+  const allHeaders = { ...headers };
+  if (body !== undefined && typeof body !== 'string') {
+    body = JSON.stringify(body);
+    allHeaders['content-type'] = allHeaders['content-type'] || 'application/json';
+  }
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers: allHeaders, localAddress, agent: false }, (res) => {
+      res.setEncoding('utf8');
+      let text = '';
+      res.on('data', (chunk) => {
+        text += chunk;
+      });
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode,
+          headers: res.headers,
+          text,
+          json() {
+            try {
+              return JSON.parse(text);
+            } catch {
+              throw new Error(`${method} ${url} answered ${res.statusCode} with a non-JSON body: ${text}`);
+            }
+          },
+        }),
+      );
+      res.on('error', reject);
+    });
+    req.setTimeout(timeout, () => req.destroy(new Error(`timed out after ${timeout} ms: ${method} ${url}`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Polls `check` (sync or async) until it returns a truthy value, which it resolves to. */
+async function waitFor(check, ms = TIMEOUT_MS, message = 'condition') {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) {
+      const text = typeof message === 'function' ? message() : message;
+      throw new Error(`timed out after ${ms} ms waiting for ${text}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL
+
+/** The database `psql` connects to for CREATE/DROP DATABASE. */
+const POSTGRES_ADMIN_URL =
+  process.env.TIDINGS_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
+
+function psql(sql) {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'psql',
+      [POSTGRES_ADMIN_URL, '-v', 'ON_ERROR_STOP=1', '-qAtc', sql],
+      { timeout: 30000 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`psql ${JSON.stringify(sql)} failed: ${err.message}\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
+  });
+}
+
+/**
+ * Creates a fresh PostgreSQL database `<prefix>_<random>` (prefix
+ * `tidings_test_…`, so `scripts/test` drops it if it is left behind).
+ * Returns `{ name, url, drop() }`; `drop()` disconnects whoever is still
+ * connected. A database not dropped by the time the process exits is
+ * dropped then.
+ */
+async function createPostgresDatabase(prefix) {
+  if (!/^tidings_test_[a-z0-9_]*$/.test(prefix)) {
+    throw new Error(`database prefix ${prefix} must be tidings_test_ + [a-z0-9_]`);
+  }
+  const name = `${prefix}_${crypto.randomBytes(5).toString('hex')}`;
+  await psql(`CREATE DATABASE ${name}`);
+  const dropSql = `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`;
+  const dropOnExit = () => {
+    spawnSync('psql', [POSTGRES_ADMIN_URL, '-qc', dropSql], { timeout: 10000, stdio: 'ignore' });
+  };
+  process.on('exit', dropOnExit);
+  return {
+    name,
+    url: `${POSTGRES_ADMIN_URL.replace(/\/[^/]*$/, '')}/${name}`,
+    async drop() {
+      process.removeListener('exit', dropOnExit);
+      await psql(dropSql);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// nginx
+
+/** The documented load-balancer configuration, which the cluster test runs. */
+const NGINX_CONFIG = path.join(REPO_ROOT, 'docs', 'deploy', 'nginx.conf');
+
+/**
+ * Turns the documented nginx.conf into one that runs unprivileged from
+ * `dir`: every path (pid, logs, temp paths) inside `dir`, `listen` on
+ * `listen` ('127.0.0.1:port'), and the `server` lines of the upstream
+ * replaced by one per address of `upstreams` (keeping the documented
+ * parameters such as max_fails). Everything else is used as documented.
+ * Throws if a directive it substitutes is missing, so the documented file
+ * cannot drift away from what is tested without the test noticing.
+ */
+function renderNginxConfig(template, { dir, listen, upstreams }) {
+  let text = template;
+  const substitute = (what, regex, replace, { min = 1, max = 1 } = {}) => {
+    const count = (text.match(regex) || []).length;
+    if (count < min || count > max) {
+      throw new Error(`${NGINX_CONFIG}: expected ${min}..${max} ${what}, found ${count}`);
+    }
+    text = text.replace(regex, replace);
+  };
+  const directive = (name) => new RegExp(`^([ \\t]*${name}[ \\t]+)(\\S+?)(;|[ \\t])`, 'gm');
+  const inDir = (file) => (_, head, _path, tail) => `${head}${path.join(dir, file)}${tail}`;
+  substitute('`pid` directive', directive('pid'), inDir('nginx.pid'));
+  substitute('`error_log` directive', directive('error_log'), inDir('error.log'));
+  substitute('`access_log` directive', directive('access_log'), inDir('access.log'));
+  for (const temp of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) {
+    substitute(`\`${temp}_temp_path\` directive`, directive(`${temp}_temp_path`), inDir(`${temp}_temp`));
+  }
+  substitute('`user` directive', /^[ \t]*user[ \t][^;]*;[ \t]*\n/gm, '', { min: 0 });
+  substitute('`listen` directive', /^([ \t]*listen[ \t]+)[^;]+;/gm, `$1${listen};`);
+
+  const upstream = /^([ \t]*upstream[ \t]+\S+[ \t]*\{)([^}]*)\}/gm;
+  substitute('`upstream` block', upstream, (_, head, body) => {
+    const lines = body.split('\n');
+    const servers = lines.filter((l) => /^[ \t]*server[ \t]/.test(l));
+    if (servers.length === 0) throw new Error(`${NGINX_CONFIG}: the upstream has no \`server\` line`);
+    const [, indent, params] = /^([ \t]*)server[ \t]+\S+?([ \t][^;]*)?;/.exec(servers[0]);
+    const ours = upstreams.map((addr) => `${indent}server ${addr}${params || ''};`).join('\n');
+    const at = lines.indexOf(servers[0]);
+    const kept = lines.filter((l) => !servers.includes(l));
+    kept.splice(at, 0, ours);
+    return `${head}${kept.join('\n')}}`;
+  });
+
+  const outside = text
+    .split('\n')
+    .filter((l) => !/^\s*#/.test(l) && /(^|[\s'"])\/(var|run|etc|usr)\//.test(l));
+  if (outside.length > 0) {
+    throw new Error(`${NGINX_CONFIG}: paths outside the test's directory left: ${outside.join(' | ')}`);
+  }
+  return text;
+}
+
+/**
+ * Parses the documented `tidings` access log format:
+ * `$remote_addr -> $upstream_addr [$time_local] "$request" $status …`.
+ */
+function parseNginxAccessLog(text) {
+  const entries = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\S+) -> (.+?) \[[^\]]*\] "(\S+) (\S+)[^"]*" (\d{3})/.exec(line);
+    if (m) entries.push({ remote: m[1], upstream: m[2], method: m[3], uri: m[4], status: Number(m[5]), line });
+  }
+  return entries;
+}
+
+/** nginx on PATH, or in an sbin directory that a user's PATH may lack. */
+function findNginx() {
+  const dirs = [...(process.env.PATH || '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin', '/sbin'];
+  for (const dir of dirs.filter(Boolean)) {
+    const candidate = path.join(dir, 'nginx');
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return 'nginx'; // spawn fails with ENOENT, and startNginx says to install it
+}
+
+/**
+ * Runs nginx (as found on PATH, or TIDINGS_NGINX) with the documented
+ * configuration in front of `upstreams` ('127.0.0.1:port' each), on a free
+ * port, from a temporary directory, in the foreground. Waits until a
+ * request through it reaches a node (`GET /healthz`).
+ *
+ * Returns `{ url, port, dir, config, accessLog(), errorLog(), stop() }`.
+ */
+async function startNginx({ upstreams, template = NGINX_CONFIG }) {
+  const bin = process.env.TIDINGS_NGINX || findNginx();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidings-nginx-'));
+  // Started as root, nginx runs its workers as nobody: they must reach
+  // their temp directories in here.
+  fs.chmodSync(dir, 0o755);
+  const port = await freePort();
+  const config = renderNginxConfig(fs.readFileSync(template, 'utf8'), {
+    dir,
+    listen: `127.0.0.1:${port}`,
+    upstreams,
+  });
+  const configFile = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(configFile, config);
+  const url = `http://127.0.0.1:${port}`;
+  const read = (file) => {
+    try {
+      return fs.readFileSync(path.join(dir, file), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const output = tail(20000);
+
+  const child = spawn(
+    bin,
+    ['-p', dir, '-c', configFile, '-e', path.join(dir, 'error.log'), '-g', 'daemon off;'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk) => output.push(chunk));
+  }
+  // SIGTERM is nginx's fast shutdown: the master stops its workers, open
+  // WebSockets included, and exits.
+  const termOnExit = () => child.kill('SIGTERM');
+  process.on('exit', termOnExit);
+  const exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+  let spawnError = null;
+  child.once('error', (err) => {
+    spawnError = err;
+  });
+  let gone = null;
+  exited.then((status) => {
+    gone = status;
+  });
+
+  const stop = async () => {
+    process.removeListener('exit', termOnExit);
+    if (!spawnError) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      try {
+        await withTimeout(exited, 5000, 'nginx to stop on SIGTERM');
+      } catch {
+        // Its workers would outlive a killed master: kill them first.
+        const workers = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout || '';
+        for (const pid of workers.split(/\s+/).filter(Boolean)) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  const describe = () =>
+    `nginx output:\n${output.text}\nerror.log:\n${read('error.log').slice(-10000)}\nconfig:\n${config}`;
+
+  try {
+    await waitFor(
+      async () => {
+        if (spawnError) throw new Error(`nginx did not start (${spawnError.message}; is it installed? apt-get install nginx)`);
+        if (gone) throw new Error(`nginx exited with ${JSON.stringify(gone)}; ${describe()}`);
+        try {
+          const res = await httpRequest(`${url}/healthz`, { timeout: 1000 });
+          return res.status === 200 && res.text.trim() === 'ok';
+        } catch {
+          return false; // not listening yet
+        }
+      },
+      STARTUP_TIMEOUT_MS,
+      () => `nginx to answer /healthz from a node; ${describe()}`,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    url,
+    port,
+    dir,
+    config,
+    accessLog: () => parseNginxAccessLog(read('access.log')),
+    errorLog: () => read('error.log'),
+    describe,
+    stop,
+  };
+}
+
 module.exports = {
   TIMEOUT_MS,
   QUIET_MS,
@@ -496,4 +848,13 @@ module.exports = {
   withSockets,
   cookieHeader,
   EventLog,
+  freePort,
+  loopbackAgent,
+  httpRequest,
+  waitFor,
+  createPostgresDatabase,
+  NGINX_CONFIG,
+  renderNginxConfig,
+  parseNginxAccessLog,
+  startNginx,
 };
