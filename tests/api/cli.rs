@@ -69,37 +69,30 @@ async fn user_create_prints_an_id_and_a_secret_that_authenticate() {
     assert_eq!(data["me"]["username"], "operator_made");
 }
 
+/// Runs `tidings` with `args`, expecting it to fail and to say `reason`.
+fn assert_refused(args: &[&str], reason: &str) {
+    let output = tidings().args(args).output().expect("run");
+    assert!(!output.status.success(), "{args:?} succeeded");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(reason), "{args:?}: {stderr}");
+}
+
 #[tokio::test]
 async fn user_create_refuses_a_bad_name_with_the_reason() {
     let dir = tempfile::tempdir().expect("dir");
-    let output = tidings()
-        .args([
-            "--database-url",
-            &sqlite_url(&dir),
-            "user",
-            "create",
-            "no spaces",
-        ])
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("username may only hold"));
+    let url = sqlite_url(&dir);
+    assert_refused(
+        &["--database-url", &url, "user", "create", "no spaces"],
+        "username may only hold",
+    );
 }
 
 #[tokio::test]
 async fn invalid_configuration_is_refused_at_start_with_a_clear_message() {
-    let output = tidings()
-        .args(["--allowed-origins", "not-an-origin"])
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not-an-origin"));
-    let output = tidings()
-        .args(["--database-url", "mysql://nope"])
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--database-url"));
+    assert_refused(&["--allowed-origins", "not-an-origin"], "not-an-origin");
+    assert_refused(&["--database-url", "mysql://nope"], "--database-url");
+    assert_refused(&["--api-key", "short"], "--api-key");
+    assert_refused(&["--redis-prefix", "has space"], "--redis-prefix");
 }
 
 #[tokio::test]
