@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{self, UpdatedChat};
 use crate::query::{ensure_member, viewer};
-use crate::types::{backend, member_ids, parse_id, Chatroom};
+use crate::types::{backend, existing_user, member_ids, parse_id, Chatroom};
 use crate::Backend;
 
 pub const MAX_MEMBERS: usize = 100;
@@ -97,9 +97,7 @@ impl ChatroomMutations {
         let db = backend.db();
         let room = group_chatroom(db, parse_id(&chatroom_id, "chatroomId")?, me.id).await?;
         let user_id = parse_id(&user_id, "userId")?;
-        if user::Entity::find_by_id(user_id).one(db).await?.is_none() {
-            return Err(ApiError::NotFound("user"));
-        }
+        existing_user(db, user_id).await?;
         let members = member_ids(db, room.id).await?;
         if !members.contains(&user_id) && members.len() >= MAX_MEMBERS {
             return Err(ApiError::bad_input(format!(

@@ -15,7 +15,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::{self, ChatroomMessage, Followed, MessagePayload, UpdatedChat};
 use crate::query::{ensure_member, viewer};
 use crate::types::{
-    backend, member_ids, parse_id, Chatroom, FollowPayload, Message, SignUpPayload, User,
+    backend, existing_user, member_ids, parse_id, Chatroom, FollowPayload, Message, SignUpPayload,
+    User,
 };
 
 /// Accounts, follows and direct chats.
@@ -87,10 +88,7 @@ impl SocialMutations {
         }
         let backend = backend(ctx);
         let db = backend.db();
-        let target = user::Entity::find_by_id(target_id)
-            .one(db)
-            .await?
-            .ok_or(ApiError::NotFound("user"))?;
+        let target = existing_user(db, target_id).await?;
         let removed = follow::Entity::delete_by_id((me.id, target_id))
             .exec(db)
             .await?;
@@ -136,9 +134,7 @@ impl SocialMutations {
         }
         let backend = backend(ctx);
         let db = backend.db();
-        if user::Entity::find_by_id(other).one(db).await?.is_none() {
-            return Err(ApiError::NotFound("user"));
-        }
+        existing_user(db, other).await?;
         let key = chatroom::direct_key(me.id, other);
         if let Some(existing) = find_direct(db, &key).await? {
             return Ok(Chatroom(existing));

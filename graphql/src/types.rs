@@ -162,6 +162,17 @@ impl Chatroom {
     }
 }
 
+/// The user `id` names, or NOT_FOUND.
+pub(crate) async fn existing_user(
+    db: &sea_orm::DatabaseConnection,
+    id: Uuid,
+) -> ApiResult<user::Model> {
+    user::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound("user"))
+}
+
 pub(crate) async fn member_ids(
     db: &sea_orm::DatabaseConnection,
     chatroom: Uuid,

@@ -67,7 +67,10 @@ async fn forward<A: Adapter>(
     data: Option<Value>,
     config: &Config,
 ) -> Result<(), RelayError> {
-    let user = session.bound_user(s).ok_or(RelayError::Unauthenticated)?;
+    let joined = s.rooms();
+    let user = session
+        .bound_user_among(&joined)
+        .ok_or(RelayError::Unauthenticated)?;
     let Some(Value::Object(mut fields)) = data else {
         return Err(RelayError::NotAnObject);
     };
@@ -91,7 +94,7 @@ async fn forward<A: Adapter>(
     }
     let room = match fields.get("room") {
         Some(Value::String(room))
-            if s.rooms().iter().any(|r| r == room) && crate::rooms::parse_name(room).is_ok() =>
+            if joined.iter().any(|r| r == room) && crate::rooms::parse_name(room).is_ok() =>
         {
             room.clone()
         }
@@ -119,7 +122,10 @@ pub async fn typing<A: Adapter>(
     ack: AckSender<A>,
 ) {
     let outcome = (|| {
-        let user = session.bound_user(&s).ok_or(RelayError::Unauthenticated)?;
+        let joined = s.rooms();
+        let user = session
+            .bound_user_among(&joined)
+            .ok_or(RelayError::Unauthenticated)?;
         let id = data
             .as_ref()
             .and_then(|d| d.get("chatroomId"))
@@ -127,7 +133,7 @@ pub async fn typing<A: Adapter>(
             .and_then(|id| crate::auth::parse_user_id(id).ok())
             .ok_or(RelayError::BadChatroom)?;
         let room = chatroom_room(id);
-        if !s.rooms().iter().any(|r| *r == room) {
+        if !joined.iter().any(|r| *r == room) {
             return Err(RelayError::NotJoined);
         }
         Ok((user, id, room))

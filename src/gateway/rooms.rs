@@ -28,10 +28,12 @@ async fn try_join<A: Adapter>(
     payload: Option<&Value>,
 ) -> Result<(), RoomError> {
     let room = rooms::parse_payload(payload)?;
-    let user = session.bound_user(s).ok_or(RoomError::Unauthenticated)?;
+    let joined = s.rooms();
+    let user = session
+        .bound_user_among(&joined)
+        .ok_or(RoomError::Unauthenticated)?;
     let app = session.app().ok_or(RoomError::Unauthenticated)?;
     let name = room.name();
-    let joined = s.rooms();
     if !joined.iter().any(|r| *r == name) {
         let limit = app.config().max_rooms_per_socket;
         if client_rooms(&joined) >= limit {

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::DisconnectReason;
+use socketioxide_core::adapter::Room;
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Credentials, CredentialsError};
@@ -104,9 +105,15 @@ impl Session {
     /// user's room is the binding: the push service revokes a user's sockets
     /// (on any node) by making them leave it.
     pub fn bound_user<A: Adapter>(&self, s: &SocketRef<A>) -> Option<Uuid> {
+        self.bound_user_among(&s.rooms())
+    }
+
+    /// `bound_user`, given the socket's rooms already read, for handlers
+    /// that need them anyway (`s.rooms()` builds a new list each call).
+    pub fn bound_user_among(&self, rooms: &[Room]) -> Option<Uuid> {
         let user = (*self.user.lock().unwrap_or_else(|p| p.into_inner()))?;
         let room = user_room(user);
-        s.rooms().iter().any(|r| *r == room).then_some(user)
+        rooms.iter().any(|r| *r == room).then_some(user)
     }
 
     /// The `initialConnection` event. Every attempt is answered: `auth`

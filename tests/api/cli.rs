@@ -23,15 +23,7 @@ fn sqlite_url(dir: &tempfile::TempDir) -> String {
 #[tokio::test]
 async fn migrate_applies_migrations_and_exits() {
     let dir = tempfile::tempdir().expect("dir");
-    let output = tidings()
-        .args(["--database-url", &sqlite_url(&dir), "migrate"])
-        .output()
-        .expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_ok(&["--database-url", &sqlite_url(&dir), "migrate"]);
     assert!(dir.path().join("cli.db").exists());
 }
 
@@ -39,15 +31,7 @@ async fn migrate_applies_migrations_and_exits() {
 async fn user_create_prints_an_id_and_a_secret_that_authenticate() {
     let dir = tempfile::tempdir().expect("dir");
     let url = sqlite_url(&dir);
-    let output = tidings()
-        .args(["--database-url", &url, "user", "create", "operator_made"])
-        .output()
-        .expect("run");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_ok(&["--database-url", &url, "user", "create", "operator_made"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let field = |name: &str| {
         stdout
@@ -67,6 +51,17 @@ async fn user_create_prints_an_id_and_a_secret_that_authenticate() {
         .graphql_ok("{ me { username } }", json!({}), Some(&user))
         .await;
     assert_eq!(data["me"]["username"], "operator_made");
+}
+
+/// Runs `tidings` with `args`, expecting it to succeed.
+fn run_ok(args: &[&str]) -> std::process::Output {
+    let output = tidings().args(args).output().expect("run");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// Runs `tidings` with `args`, expecting it to fail and to say `reason`.
