@@ -18,6 +18,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::cluster::{ClusterAdapter, RedisBus};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpState};
+use crate::presence::Presence;
 use crate::push::PushService;
 use crate::state::AppState;
 use crate::{backend_push, gateway, persistence};
@@ -57,8 +58,19 @@ impl Application {
         persistence::migrate(&db).await?;
         let auth = Authenticator::new(db.clone(), config.argon2_concurrency()).await?;
 
-        let parts =
-            |push, bus| AppState::new(config.clone(), node_id, db.clone(), auth.clone(), push, bus);
+        let parts = |push: PushService, bus: Option<RedisBus>| {
+            let presence =
+                Presence::start(&config, push.clone(), db.clone(), bus.as_ref(), node_id);
+            AppState::new(
+                config.clone(),
+                node_id,
+                db.clone(),
+                auth.clone(),
+                push,
+                presence,
+                bus,
+            )
+        };
         let (state, router, schema) = match &config.redis_url {
             None => {
                 let (layer, io) = socket_io(&config).build_layer();
@@ -133,6 +145,7 @@ impl Application {
             shutdown.await;
             tracing::info!("shutting down: closing sockets");
             state.push().close().await;
+            state.presence().depart().await;
         })
         .await
     }

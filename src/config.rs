@@ -78,6 +78,16 @@ pub struct Config {
     )]
     pub background_push_channel: String,
 
+    /// Redis channel presence changes are published on, for backend
+    /// services (not prefixed, like the `BackgroundPush` channel).
+    #[arg(long, env = "TIDINGS_PRESENCE_CHANNEL", default_value = "Presence")]
+    pub presence_channel: String,
+
+    /// Longest time (ms) a dead node's users stay online. Nodes beat every
+    /// sixth of it; one silent for half of it is declared dead by the others.
+    #[arg(long, env = "TIDINGS_PRESENCE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub presence_timeout_ms: u64,
+
     /// Key that enables `POST /api/push` (`Authorization: Bearer <key>`);
     /// unset, the endpoint answers 404.
     #[arg(long, env = "TIDINGS_API_KEY", hide_env_values = true)]
@@ -188,6 +198,10 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Below this, heartbeats (a sixth of the timeout) would flood Redis and a
+/// short network hiccup would take a healthy node's users offline.
+pub const MIN_PRESENCE_TIMEOUT_MS: u64 = 600;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--allowed-origins: {0:?} is not an origin like https://app.example.com")]
@@ -198,6 +212,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--api-key must be at least 16 characters")]
     WeakApiKey,
+    #[error("--presence-timeout-ms must be at least {MIN_PRESENCE_TIMEOUT_MS}")]
+    PresenceTimeout,
     #[error("--redis-prefix must be 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
     BadRedisPrefix,
 }
@@ -256,6 +272,12 @@ impl Config {
         if self.api_key.as_ref().is_some_and(|key| key.len() < 16) {
             return Err(ConfigError::WeakApiKey);
         }
+        if self.presence_timeout_ms < MIN_PRESENCE_TIMEOUT_MS {
+            return Err(ConfigError::PresenceTimeout);
+        }
+        if self.presence_channel.is_empty() {
+            return Err(ConfigError::Zero("--presence-channel length"));
+        }
         if self.background_push_channel.is_empty() {
             return Err(ConfigError::Zero("--background-push-channel length"));
         }
@@ -263,6 +285,10 @@ impl Config {
             return Err(ConfigError::Zero("--argon2-concurrency"));
         }
         Ok(())
+    }
+
+    pub fn presence_timeout(&self) -> Duration {
+        Duration::from_millis(self.presence_timeout_ms)
     }
 
     pub fn auth_deadline(&self) -> Option<Duration> {

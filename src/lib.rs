@@ -14,6 +14,8 @@
 //!   rooms, relay, typing, disconnect.
 //! - [`rooms`]: room names and the one policy deciding who may join what.
 //! - [`push`]: the push service, the only way anything reaches a user.
+//! - [`presence`]: who is online across the cluster, and telling their
+//!   followers when that changes.
 //! - [`backend_push`]: pushes from other services, over the Redis channel
 //!   `BackgroundPush` or `POST /api/push`.
 //! - [`cluster`]: the Redis bus that joins nodes (socketioxide-redis).
@@ -36,6 +38,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod persistence;
+pub mod presence;
 pub mod push;
 pub mod rooms;
 pub mod shutdown;

@@ -141,9 +141,10 @@ impl PushService {
         on_io!(self, io => io.close().await)
     }
 
-    /// Whether `user` holds at least one authenticated socket (on any node).
-    pub async fn is_online(&self, user: Uuid) -> bool {
-        on_io!(self, io => is_online(io, user).await)
+    /// How many authenticated sockets of `user` this node holds (presence
+    /// counts per node; the cluster-wide answer is the presence store's).
+    pub fn local_sockets_of(&self, user: Uuid) -> usize {
+        on_io!(self, io => io.local().to(user_room(user)).sockets().len())
     }
 }
 
@@ -242,16 +243,6 @@ async fn disconnect<A: Adapter>(io: &SocketIo<A>, user: Uuid) -> Result<(), Broa
             io.local().to(user_room(user)).disconnect().await
         }
         other => other,
-    }
-}
-
-async fn is_online<A: Adapter>(io: &SocketIo<A>, user: Uuid) -> bool {
-    match io.to(user_room(user)).fetch_sockets().await {
-        Ok(sockets) => !sockets.is_empty(),
-        Err(err) => {
-            tracing::warn!(user_id = %user, error = %err, "cluster-wide lookup unavailable; answering for this node");
-            !io.local().to(user_room(user)).sockets().is_empty()
-        }
     }
 }
 

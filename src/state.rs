@@ -18,6 +18,7 @@ use crate::cluster::RedisBus;
 use crate::config::Config;
 use crate::limits::FailureLedger;
 use crate::metrics::Metrics;
+use crate::presence::Presence;
 use crate::push::PushService;
 
 #[derive(Clone)]
@@ -31,6 +32,7 @@ struct Inner {
     db: DatabaseConnection,
     auth: Authenticator,
     push: PushService,
+    presence: Presence,
     bus: Option<RedisBus>,
     metrics: Metrics,
     failed_auth: FailureLedger,
@@ -62,6 +64,7 @@ impl AppState {
         db: DatabaseConnection,
         auth: Authenticator,
         push: PushService,
+        presence: Presence,
         bus: Option<RedisBus>,
     ) -> Self {
         let failed_auth = FailureLedger::new(
@@ -75,6 +78,7 @@ impl AppState {
                 db,
                 auth,
                 push,
+                presence,
                 bus,
                 metrics: Metrics::default(),
                 failed_auth,
@@ -116,6 +120,10 @@ impl AppState {
     pub fn push(&self) -> &PushService {
         &self.inner.push
     }
+
+    pub fn presence(&self) -> &Presence {
+        &self.inner.presence
+    }
 }
 
 #[async_trait::async_trait]
@@ -139,6 +147,7 @@ impl graphql::Backend for AppState {
 
     async fn revoke_sockets(&self, user: Uuid) {
         self.push().revoke(user).await;
+        self.presence().forget(user).await;
     }
 
     async fn disconnect_sockets(&self, user: Uuid) {
@@ -149,7 +158,7 @@ impl graphql::Backend for AppState {
         self.push().evict(user, room).await;
     }
 
-    async fn is_online(&self, user: Uuid) -> bool {
-        self.push().is_online(user).await
+    async fn online(&self, users: &[Uuid]) -> Vec<bool> {
+        self.presence().online(users).await
     }
 }

@@ -40,6 +40,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Makes every socket of `user`, on every node, leave `room` now.
     async fn evict(&self, user: Uuid, room: &str);
 
+    /// Which of `users` have at least one authenticated socket anywhere in
+    /// the cluster, in the same order.
+    async fn online(&self, users: &[Uuid]) -> Vec<bool>;
+
     /// Whether the user has at least one authenticated socket.
-    async fn is_online(&self, user: Uuid) -> bool;
+    async fn is_online(&self, user: Uuid) -> bool {
+        self.online(&[user]).await.first().copied().unwrap_or(false)
+    }
 }

@@ -89,6 +89,26 @@ impl QueryRoot {
         users_by_ids(db, ids).await
     }
 
+    /// Whom the caller follows that is online right now (anywhere in the
+    /// cluster), by name.
+    async fn online_following(&self, ctx: &Context<'_>) -> ApiResult<Vec<User>> {
+        let me = viewer(ctx)?;
+        let backend = backend(ctx);
+        let followed: Vec<Uuid> = follow::Entity::find()
+            .select_only()
+            .column(follow::Column::FolloweeId)
+            .filter(follow::Column::FollowerId.eq(me.id))
+            .into_tuple()
+            .all(backend.db())
+            .await?;
+        let online = backend.online(&followed).await;
+        let ids = followed
+            .into_iter()
+            .zip(online)
+            .filter_map(|(id, online)| online.then_some(id));
+        users_by_ids(backend.db(), ids).await
+    }
+
     /// The caller's chatrooms, most recently active first.
     async fn chatrooms(&self, ctx: &Context<'_>) -> ApiResult<Vec<Chatroom>> {
         let me = viewer(ctx)?;

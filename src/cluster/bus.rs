@@ -58,6 +58,11 @@ impl RedisBus {
             .is_ok()
     }
 
+    /// A handle on the shared connection, for Tidings' own keys (presence).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// Publishes a text message (our own channels, e.g. `Presence`).
     pub async fn publish_text(&self, channel: &str, message: &str) -> Result<(), RedisError> {
         self.conn

@@ -224,14 +224,36 @@ impl Session {
         authenticated
     }
 
-    /// Drops any previous binding, verifies, then binds the socket to the user.
+    /// Drops any previous binding, verifies, then binds the socket to the
+    /// user. Presence is settled once at the end, so re-authenticating as
+    /// the same user is not seen as going offline and back.
     async fn bind<A: Adapter>(
         &self,
         app: &AppState,
         s: &SocketRef<A>,
         credentials: &Credentials,
     ) -> Outcome {
-        self.unbind(app, s).await;
+        let previous = self.release(app, s).await;
+        let outcome = self.verify_and_bind(app, s, credentials).await;
+        let now = match outcome {
+            Outcome::Bound(user) => Some(user),
+            _ => None,
+        };
+        if let Some(user) = now {
+            app.presence().refresh(user).await;
+        }
+        if let Some(user) = previous.filter(|p| Some(*p) != now) {
+            app.presence().refresh(user).await;
+        }
+        outcome
+    }
+
+    async fn verify_and_bind<A: Adapter>(
+        &self,
+        app: &AppState,
+        s: &SocketRef<A>,
+        credentials: &Credentials,
+    ) -> Outcome {
         let user = match app.auth().authenticate(credentials).await {
             Ok(user) => user,
             Err(AuthError::Rejected) => return Outcome::Denied,
@@ -256,20 +278,27 @@ impl Session {
         // The socket may have gone while we verified: then the disconnect
         // handler ran before the binding existed, and it is ours to undo.
         if !s.connected() {
-            self.unbind(app, s).await;
+            self.release(app, s).await;
             return Outcome::Failed;
         }
         Outcome::Bound(user.id)
     }
 
-    /// Forgets the user of this socket: leaves their room and clears
-    /// `users.socket_id` if (and only if) it still names this socket.
+    /// Forgets the user of this socket and settles their presence.
     async fn unbind<A: Adapter>(&self, app: &AppState, s: &SocketRef<A>) {
-        let Some(user_id) = self.user.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            return;
-        };
+        if let Some(user) = self.release(app, s).await {
+            app.presence().refresh(user).await;
+        }
+    }
+
+    /// Leaves the user's room and clears `users.socket_id` if (and only if)
+    /// it still names this socket. Returns the user it was bound to; their
+    /// presence is the caller's to settle.
+    async fn release<A: Adapter>(&self, app: &AppState, s: &SocketRef<A>) -> Option<Uuid> {
+        let user_id = self.user.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         s.leave(user_room(user_id));
         clear_socket_id(app, s, user_id).await;
+        Some(user_id)
     }
 
     pub async fn disconnected<A: Adapter>(&self, s: SocketRef<A>, reason: DisconnectReason) {

@@ -25,6 +25,10 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// The `BackgroundPush` channel of this test's cluster (with Redis).
     pub background_channel: Option<String>,
+    /// The `Presence` channel of this test's cluster (with Redis).
+    pub presence_channel: Option<String>,
+    /// The key prefix of this test's cluster (with Redis).
+    pub redis_prefix: Option<String>,
     pub redis_url: Option<String>,
     _sqlite_dir: Option<tempfile::TempDir>,
 }
@@ -72,6 +76,15 @@ pub async fn spawn_cluster_on(
     nodes: usize,
     redis_url: &str,
 ) -> (Vec<TestApp>, Option<tempfile::TempDir>) {
+    spawn_cluster_with(nodes, redis_url, |_| {}).await
+}
+
+/// `spawn_cluster_on`, with every node's settings adjusted by `configure`.
+pub async fn spawn_cluster_with(
+    nodes: usize,
+    redis_url: &str,
+    configure: impl Fn(&mut Config),
+) -> (Vec<TestApp>, Option<tempfile::TempDir>) {
     let (database_url, sqlite_dir) = fresh_database().await;
     let prefix = format!("tidings-test-{}", Uuid::new_v4().simple());
     let mut apps = Vec::new();
@@ -81,6 +94,8 @@ pub async fn spawn_cluster_on(
         config.redis_prefix = prefix.clone();
         config.api_key = Some(API_KEY.to_owned());
         config.background_push_channel = format!("{prefix}:BackgroundPush");
+        config.presence_channel = format!("{prefix}:Presence");
+        configure(&mut config);
         apps.push(start(config).await);
     }
     (apps, sqlite_dir)
@@ -101,12 +116,21 @@ async fn start(mut config: Config) -> TestApp {
         .bus()
         .map(|_| app.state().config().background_push_channel.clone());
     let redis_url = app.state().config().redis_url.clone();
+    let (presence_channel, redis_prefix) = match app.state().bus() {
+        Some(_) => (
+            Some(app.state().config().presence_channel.clone()),
+            Some(app.state().config().redis_prefix.clone()),
+        ),
+        None => (None, None),
+    };
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         port,
         http: reqwest::Client::new(),
         db,
         background_channel,
+        presence_channel,
+        redis_prefix,
         redis_url,
         _sqlite_dir: None,
     }
@@ -283,6 +307,37 @@ impl TestApp {
             .await
             .expect("publish");
         assert!(receivers > 0, "no node listens on {channel}");
+    }
+
+    /// A plain Redis connection to this node's Redis, as another service
+    /// would have.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let url = self.redis_url.as_deref().expect("a cluster node");
+        redis::Client::open(url)
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis answers")
+    }
+
+    /// Subscribes to this cluster's `Presence` channel, as a backend
+    /// service would. Returns once the subscription is in place.
+    pub async fn subscribe_presence(&self) -> redis::aio::PubSub {
+        let url = self.redis_url.as_deref().expect("a cluster node");
+        let channel = self.presence_channel.as_deref().expect("a cluster node");
+        let mut pubsub = redis::Client::open(url)
+            .expect("redis url")
+            .get_async_pubsub()
+            .await
+            .expect("redis answers");
+        pubsub.subscribe(channel).await.expect("subscribe");
+        pubsub
+    }
+
+    /// This node's id, as `/readyz` shows it.
+    pub async fn node_id(&self) -> String {
+        let body: Value = self.get("/readyz").await.json().await.expect("readyz json");
+        body["node_id"].as_str().expect("node_id").to_owned()
     }
 
     pub async fn api_push(

@@ -10,6 +10,7 @@ mod cluster;
 mod graphql_api;
 mod health;
 mod limits;
+mod presence;
 mod pushes;
 mod rooms;
 mod socket_auth;
