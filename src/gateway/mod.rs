@@ -126,6 +126,12 @@ where
             let session = session.clone();
             let handler = handler.clone();
             async move {
+                // `event` logs itself, with its type, so that production
+                // logs can leave out the high-rate in-between types.
+                if event != "event" && tracing::enabled!(tracing::Level::DEBUG) {
+                    let user_id = session.bound_user(&s);
+                    tracing::debug!(socket_id = %s.id, user_id = ?user_id, event, "received");
+                }
                 if let Some(ack) = session.admit(&s, ack) {
                     handler(session, s, data.ok(), ack).await;
                 }
