@@ -11,6 +11,11 @@
 // and, from nginx's access log, that every request of a session came from
 // the socket's source address and went to that same node.
 //
+// Then what must act on every node, with one user's sockets spread over all
+// three: rotateSecret, deleteAccount, isOnline asked of each node, and
+// BackgroundPush messages published with redis-cli (the nodes' channel is
+// `cluster.backgroundPushChannel`, fresh for the run).
+//
 // Needs nginx on PATH (scripts/test installs it), PostgreSQL
 // (TIDINGS_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test;
 // a fresh database is created and dropped) and Redis (TIDINGS_TEST_REDIS_URL,
@@ -26,7 +31,7 @@ const {
   QUIET_MS,
   VERSIONS,
   TRANSPORTS,
-  startServer,
+  startCluster,
   signUp,
   follow,
   credentials,
@@ -34,114 +39,53 @@ const {
   transportName,
   upgraded,
   emitWithAck,
+  disconnected,
   withSockets,
+  graphql,
   httpRequest,
   waitFor,
-  createPostgresDatabase,
-  startNginx,
+  redisPublish,
 } = require('./helpers');
 
 const NODE_COUNT = 3;
-/** Loopback source addresses tried for the address → node map. */
-const CANDIDATE_ADDRESSES = Array.from({ length: 100 }, (_, i) => `127.0.0.${i + 2}`);
 /** Source addresses wanted per node (the last one is for the limit test). */
 const ADDRESSES_PER_NODE = 3;
 /** Failed authentications per client address (the X-Forwarded-For test). */
 const MAX_FAILED_AUTH_PER_ADDRESS = 3;
-const REDIS_URL = process.env.TIDINGS_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 
-let database = null;
-let nodes = []; // startServer() handles, plus nodeId
+let cluster = null; // startCluster()
+let nodes = []; // startNode() handles, plus nodeId
 let nginx = null;
 let apiKey = null;
 /** addresses[i]: source addresses that nginx sends to nodes[i]. */
 let addresses = [];
 
-// Interrupted (Ctrl-C, a runner's timeout): exit normally, so that the exit
-// handlers of the helpers stop the nodes and nginx and drop the database.
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
-  process.once(signal, () => process.exit(code));
-}
-
 /** nginx, as a "server" for the helpers (`url`). */
 const balancer = () => ({ url: nginx.url });
 
 before(async () => {
-  database = await createPostgresDatabase('tidings_test_js_cluster');
-  const prefix = `tidings_test_js_${crypto.randomBytes(6).toString('hex')}`;
   apiKey = crypto.randomBytes(24).toString('hex');
   const env = {
-    REDIS_URL,
-    TIDINGS_REDIS_PREFIX: prefix,
-    TIDINGS_BACKGROUND_PUSH_CHANNEL: `${prefix}:BackgroundPush`,
     TIDINGS_API_KEY: apiKey,
-    // nginx connects to the nodes from 127.0.0.1: believe its
-    // X-Forwarded-For, as docs/deploy/README.md says to.
-    TIDINGS_TRUSTED_PROXIES: '127.0.0.1',
     TIDINGS_MAX_FAILED_AUTH_PER_ADDRESS: String(MAX_FAILED_AUTH_PER_ADDRESS),
   };
   // nodeOfSocket() reads the info line `socket authenticated`.
   if (process.env.RUST_LOG) env.RUST_LOG = `${process.env.RUST_LOG},tidings::gateway=info`;
-  // Started together: they migrate the one database under an advisory lock.
-  const started = await Promise.allSettled(
-    Array.from({ length: NODE_COUNT }, (_, i) =>
-      startServer({ databaseUrl: database.url, env, name: `node${i + 1}` }),
-    ),
-  );
-  nodes = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
-  const failed = started.find((r) => r.status === 'rejected');
-  if (failed) throw failed.reason;
-
-  for (const node of nodes) {
-    const res = await httpRequest(`${node.url}/readyz`);
-    const body = res.json();
-    assert.equal(res.status, 200, `${node.name} /readyz: ${res.text}`);
-    assert.equal(body.ready, true);
-    assert.equal(body.database, 'ok');
-    assert.equal(body.redis, 'ok', `${node.name} is joined through Redis`);
-    node.nodeId = body.node_id;
-  }
-  assert.equal(new Set(nodes.map((n) => n.nodeId)).size, NODE_COUNT, 'every node has its own node_id');
-
-  nginx = await startNginx({ upstreams: nodes.map((n) => `127.0.0.1:${n.port}`) });
-
-  // Which node each source address lands on: ask nginx's /readyz from it.
-  addresses = nodes.map(() => []);
-  for (const address of CANDIDATE_ADDRESSES) {
-    if (addresses.every((list) => list.length >= ADDRESSES_PER_NODE)) break;
-    const i = await nodeBehindNginxFrom(address);
-    if (addresses[i].length < ADDRESSES_PER_NODE) addresses[i].push(address);
-  }
-  assert.ok(
-    addresses.every((list) => list.length >= ADDRESSES_PER_NODE),
-    `${CANDIDATE_ADDRESSES.length} source addresses reach every node through nginx: ${JSON.stringify(addresses)}`,
-  );
+  // Checks /readyz of every node (ready, joined through Redis, its own
+  // node_id), then asks nginx's /readyz from 127.0.0.2, .3, … (the answer
+  // names the node) until it has ADDRESSES_PER_NODE addresses per node.
+  cluster = await startCluster({ nodeCount: NODE_COUNT, addressesPerNode: ADDRESSES_PER_NODE, env });
+  ({ nodes, nginx } = cluster);
+  addresses = cluster.addressesByNode;
 });
 
 after(async () => {
-  // Each step runs even if one before it failed.
-  const errors = [];
-  const attempt = async (fn) => {
-    try {
-      await fn();
-    } catch (err) {
-      errors.push(err);
-    }
-  };
-  if (nginx) await attempt(() => nginx.stop());
-  await Promise.all(nodes.map((node) => attempt(() => node.stop())));
-  if (database) await attempt(() => database.drop());
-  if (errors.length > 0) throw errors[0];
+  if (cluster) await cluster.stop();
 });
 
 /** The index of the node that nginx sends `address`'s requests to. */
-async function nodeBehindNginxFrom(address) {
-  const res = await httpRequest(`${nginx.url}/readyz`, { localAddress: address });
-  assert.equal(res.status, 200, `GET /readyz through nginx from ${address}: ${res.text}`);
-  const { node_id: nodeId } = res.json();
-  const i = nodes.findIndex((n) => n.nodeId === nodeId);
-  assert.ok(i >= 0, `nginx answered /readyz from ${address} with an unknown node ${nodeId}`);
-  return i;
+function nodeBehindNginxFrom(address) {
+  return cluster.nodeBehind(address);
 }
 
 /**
@@ -352,6 +296,286 @@ describe('one user with a socket on each node', () => {
         body: { users: [a.id], event: 'notice', data },
       });
       assert.equal(refused.status, 401, `a wrong key is refused: ${refused.text}`);
+    });
+  });
+});
+
+const ROTATE_SECRET = 'mutation { rotateSecret { id username secretkey } }';
+const DELETE_ACCOUNT = 'mutation { deleteAccount }';
+const IS_ONLINE = 'query($u:ID!){ isOnline(userId:$u) }';
+const USER = 'query($u:ID!){ user(id:$u){ id username } }';
+const ME = 'query { me { id } }';
+
+/** `isOnline(user)` as `observer` asks it of each node directly, in node order. */
+function isOnlineOnEveryNode(observer, user) {
+  return Promise.all(nodes.map((node) => graphql(node, IS_ONLINE, { u: user.id }, observer).then((d) => d.isOnline)));
+}
+
+/** Asserts that a GraphQL operation made with `user`'s credentials is refused as UNAUTHENTICATED. */
+async function assertUnauthenticated(node, user, what) {
+  await assert.rejects(graphql(node, ME, {}, user), /UNAUTHENTICATED/, `${what} (asked on ${node.name})`);
+}
+
+/**
+ * Asserts that none of `sockets` receives anything more within QUIET_MS
+ * (after `marks[k]`, a mark of sockets[k]); watched all at once.
+ */
+async function assertQuiet(sockets, marks, why) {
+  const stray = await Promise.all(sockets.map((h, k) => h.events.quiet(QUIET_MS, { since: marks[k] })));
+  sockets.forEach((h, k) => assert.deepEqual(stray[k], [], `${h.events.label}: ${why}`));
+}
+
+/**
+ * Asserts that each of `sockets` receives `event` with `payload` once, and
+ * nothing else after `marks[k]`.
+ */
+async function assertReceivedOnce(sockets, marks, event, payload) {
+  for (const h of sockets) {
+    assert.deepEqual(await h.events.next(event), payload, `${h.events.label}: "${event}" with the payload`);
+  }
+  await assertQuiet(sockets, marks, `"${event}" arrived once, and nothing else arrived`);
+}
+
+describe('account changes and isOnline act on every node', () => {
+  it('rotateSecret on one node unbinds the sockets on all three; the new secret binds them again', async () => {
+    const a = await signUp(balancer(), 'a');
+    const b = await signUp(balancer(), 'b');
+    await withSockets(async (track) => {
+      const sockets = await socketsOnEveryNode(track, a);
+      const tabs = await Promise.all(sockets.map((h) => h.events.next('tabWindowId')));
+
+      const { rotateSecret: rotated } = await graphql(nodes[1], ROTATE_SECRET, {}, a);
+      assert.equal(rotated.id, a.id);
+      assert.notEqual(rotated.secretkey, a.secretkey, 'a new secret');
+      for (const h of sockets) {
+        const why = `${h.events.label}: \`auth\` false after rotateSecret on ${nodes[1].name}`;
+        assert.equal(await h.events.next('auth'), false, why);
+      }
+      const unbound = sockets.map((h) => h.events.mark());
+      await assertUnauthenticated(nodes[0], a, 'the old secret no longer works');
+
+      // Nothing addressed to the user reaches the unbound sockets: neither a
+      // mutation's push (made on another node) nor a backend push, to the
+      // user or to one of the tabs.
+      assert.equal((await follow(nodes[2], b, a)).following, true);
+      await publishBackgroundPush({ pushToUser: a.id, event: 'notice', payload: { after: 'rotation' } });
+      await publishBackgroundPush({ pushToUser: a.id, tabWindowId: tabs[0], event: 'notice', payload: { tab: 0 } });
+      await assertQuiet(sockets, unbound, 'nothing after `auth` false');
+      for (const h of sockets) assert.ok(h.socket.connected, `${h.events.label}: still connected, unauthenticated`);
+
+      // The new secret authenticates each socket again, and pushes resume.
+      const renewed = { ...a, secretkey: rotated.secretkey };
+      for (const h of sockets) {
+        const ack = await emitWithAck(h, 'initialConnection', credentials(renewed));
+        assert.deepEqual(ack, [true], `${h.events.label}: the new secret`);
+        assert.equal(await h.events.next('auth'), true);
+      }
+      const rebound = sockets.map((h) => h.events.mark());
+      assert.equal((await follow(nodes[0], b, renewed)).following, false, 'b unfollows a');
+      for (const h of sockets) {
+        const followed = await h.events.next('Followed');
+        assert.equal(followed.followerId, b.id, `${h.events.label}: Followed from b`);
+        assert.equal(followed.following, false, `${h.events.label}: the unfollow`);
+      }
+      await assertQuiet(sockets, rebound, 'Followed arrived once');
+    });
+  });
+
+  it('deleteAccount on one node disconnects the sockets on all three, and the account is gone', async () => {
+    const a = await signUp(balancer(), 'a');
+    const b = await signUp(balancer(), 'b');
+    await withSockets(async (track) => {
+      const sockets = await socketsOnEveryNode(track, a);
+      // Another user's socket on the middle node is left alone.
+      const bystander = track(await connectAs(4, b, { transports: TRANSPORTS.websocket, address: addresses[1][1] }));
+      assert.equal(await nodeOfSocket(bystander), 1);
+      const bystanderMark = bystander.events.mark();
+
+      assert.equal((await graphql(nodes[2], DELETE_ACCOUNT, {}, a)).deleteAccount, true);
+      const reasons = await Promise.all(sockets.map((h) => disconnected(h)));
+      sockets.forEach((h, k) => {
+        const why = `${h.events.label}: disconnected by the server (on ${nodes[k].name})`;
+        assert.equal(reasons[k], 'io server disconnect', why);
+      });
+
+      for (const node of nodes) {
+        assert.equal((await graphql(node, USER, { u: a.id }, b)).user, null, `${node.name} knows no user ${a.id}`);
+        await assertUnauthenticated(node, a, 'the deleted user\'s secret no longer works');
+      }
+      assert.deepEqual(await isOnlineOnEveryNode(b, a), [false, false, false], 'the deleted user is offline');
+      const stray = await bystander.events.quiet(QUIET_MS, { since: bystanderMark });
+      assert.deepEqual(stray, [], 'the bystander got nothing');
+      assert.ok(bystander.socket.connected, 'the bystander is still connected');
+    });
+  });
+
+  for (let home = 0; home < NODE_COUNT; home += 1) {
+    it(`isOnline answers for the whole cluster on every node: one socket on node${home + 1}, then none`, async () => {
+      const a = await signUp(balancer(), 'a');
+      const observer = await signUp(balancer(), 'o');
+      assert.deepEqual(await isOnlineOnEveryNode(observer, a), [false, false, false], 'offline before any socket');
+      await withSockets(async (track) => {
+        const sa = track(await connectAs(3, a, { transports: TRANSPORTS.websocket, address: addresses[home][0] }));
+        assert.equal(await nodeOfSocket(sa), home, `the socket is on ${nodes[home].name}`);
+        assert.deepEqual(
+          await isOnlineOnEveryNode(observer, a),
+          [true, true, true],
+          `online on every node while its one socket is on ${nodes[home].name}`,
+        );
+        sa.close();
+        let answers = null;
+        await waitFor(
+          async () => {
+            answers = await isOnlineOnEveryNode(observer, a);
+            return answers.every((online) => online === false);
+          },
+          TIMEOUT_MS,
+          () => `every node to answer isOnline false once the socket closed (last: ${JSON.stringify(answers)})`,
+        );
+      });
+    });
+  }
+});
+
+/**
+ * Publishes `message` (an object, sent as JSON, or a string sent as is) on
+ * the nodes' BackgroundPush channel with redis-cli, as a backend service
+ * would, and checks that all three nodes are subscribed to it.
+ */
+async function publishBackgroundPush(message) {
+  const text = typeof message === 'string' ? message : JSON.stringify(message);
+  const receivers = await redisPublish(cluster.backgroundPushChannel, text, cluster.redisUrl);
+  assert.equal(receivers, NODE_COUNT, `all ${NODE_COUNT} nodes hear ${cluster.backgroundPushChannel}`);
+}
+
+/** A counter of a node's `GET /metrics` (Prometheus text format). */
+async function metric(node, name) {
+  const res = await httpRequest(`${node.url}/metrics`);
+  assert.equal(res.status, 200, `${node.name} /metrics: ${res.text}`);
+  const line = res.text.split('\n').find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `${node.name} /metrics has ${name}`);
+  return Number(line.slice(name.length + 1));
+}
+
+/** A fresh `topic:` room name. */
+function topicRoom() {
+  return `topic:js-${crypto.randomBytes(6).toString('hex')}`;
+}
+
+async function joinRoom(handle, room) {
+  assert.deepEqual(await emitWithAck(handle, 'joinRoom', room), [{ ok: true }], `${handle.events.label} joins ${room}`);
+}
+
+describe('BackgroundPush published with a plain Redis client', () => {
+  it('pushToUser reaches every socket of the user on every node once, with the given event or `push`', async () => {
+    const a = await signUp(balancer(), 'a');
+    const b = await signUp(balancer(), 'b');
+    await withSockets(async (track) => {
+      const sockets = await socketsOnEveryNode(track, a);
+      const others = await socketsOnEveryNode(track, b);
+      const marks = sockets.map((h) => h.events.mark());
+      const otherMarks = others.map((h) => h.events.mark());
+
+      const payload = { invoice: 42, lines: ['a', 'b'], paid: false };
+      await publishBackgroundPush({ pushToUser: a.id, event: 'invoiceReady', payload });
+      await assertReceivedOnce(sockets, marks, 'invoiceReady', payload);
+
+      const marks2 = sockets.map((h) => h.events.mark());
+      await publishBackgroundPush({ pushToUser: a.id, payload: 'plain text' });
+      await assertReceivedOnce(sockets, marks2, 'push', 'plain text');
+
+      await assertQuiet(others, otherMarks, 'another user\'s sockets got none of it');
+    });
+  });
+
+  it('pushToRoom reaches the sockets that joined the room on every node once, and no socket outside it', async () => {
+    const a = await signUp(balancer(), 'a');
+    const b = await signUp(balancer(), 'b');
+    const room = topicRoom();
+    await withSockets(async (track) => {
+      const [a1, a2, a3] = await socketsOnEveryNode(track, a);
+      const [b1, b2, b3] = await socketsOnEveryNode(track, b);
+      // On every node one socket in the room and one outside it, each user
+      // having both; the outsiders are in another room.
+      const inside = [a1, a2, b3];
+      const outside = [b1, b2, a3];
+      for (const h of inside) await joinRoom(h, room);
+      for (const h of outside) await joinRoom(h, `${room}-other`);
+      const marks = inside.map((h) => h.events.mark());
+      const outsideMarks = outside.map((h) => h.events.mark());
+
+      const payload = { board: 7, shapes: [{ x: 1, y: 2 }] };
+      await publishBackgroundPush({ pushToRoom: room, event: 'boardChanged', payload });
+      await assertReceivedOnce(inside, marks, 'boardChanged', payload);
+
+      const marks2 = inside.map((h) => h.events.mark());
+      await publishBackgroundPush({ pushToRoom: room, payload: null });
+      await assertReceivedOnce(inside, marks2, 'push', null);
+
+      await assertQuiet(outside, outsideMarks, 'outside the room: nothing');
+    });
+  });
+
+  it('pushToUser with tabWindowId reaches only that socket, on whichever node holds it', async () => {
+    const a = await signUp(balancer(), 'a');
+    const b = await signUp(balancer(), 'b');
+    await withSockets(async (track) => {
+      const sockets = await socketsOnEveryNode(track, a);
+      const bs = track(await connectAs(4, b, { transports: TRANSPORTS.websocket, address: addresses[1][1] }));
+      const tabs = await Promise.all(sockets.map((h) => h.events.next('tabWindowId')));
+      for (const tab of tabs) assert.match(tab, /^[0-9a-f]{32}$/, 'tabWindowId is 32 lowercase hex digits');
+      assert.equal(new Set(tabs).size, tabs.length, 'every socket has its own tabWindowId');
+      const all = [...sockets, bs];
+
+      for (const [k, tab] of tabs.entries()) {
+        const marks = all.map((h) => h.events.mark());
+        const payload = { tab: k };
+        await publishBackgroundPush({ pushToUser: a.id, tabWindowId: tab, event: 'tabNotice', payload });
+        assert.deepEqual(await sockets[k].events.next('tabNotice'), payload, `the socket on ${nodes[k].name}`);
+        await assertQuiet(all, marks, `only the socket on ${nodes[k].name} got the push to its tab`);
+      }
+
+      // The tab of one of a's sockets, addressed as another user: nobody.
+      const marks = all.map((h) => h.events.mark());
+      await publishBackgroundPush({ pushToUser: b.id, tabWindowId: tabs[1], event: 'tabNotice', payload: {} });
+      await assertQuiet(all, marks, 'a tab pushed as another user than its own reaches nobody');
+    });
+  });
+
+  it('malformed messages are dropped, and every node stays up and delivers the next message', async () => {
+    const a = await signUp(balancer(), 'a');
+    const room = topicRoom();
+    await withSockets(async (track) => {
+      const sockets = await socketsOnEveryNode(track, a);
+      for (const h of sockets) await joinRoom(h, room);
+      const rejected = (node) => metric(node, 'tidings_background_push_rejected_total');
+      const rejectedBefore = await Promise.all(nodes.map(rejected));
+      const marks = sockets.map((h) => h.events.mark());
+
+      const malformed = [
+        `pushToUser ${a.id} hello`,
+        `{"pushToUser":"${a.id}","event":"bad","payload":{"n":`,
+        `{"pushToRoom":"${room}","event":"bad","payload":`,
+        JSON.stringify({ pushToUser: a.id, pushToRoom: room, event: 'bad', payload: 1 }),
+      ];
+      for (const message of malformed) await publishBackgroundPush(message);
+      for (const [i, node] of nodes.entries()) {
+        await waitFor(
+          async () => (await rejected(node)) === rejectedBefore[i] + malformed.length,
+          TIMEOUT_MS,
+          `${node.name} to count ${malformed.length} more rejected BackgroundPush messages`,
+        );
+        const res = await httpRequest(`${node.url}/healthz`);
+        assert.equal(res.status, 200, `${node.name} still serves /healthz`);
+      }
+      await assertQuiet(sockets, marks, 'nothing from malformed messages');
+
+      const payload = { after: 'malformed' };
+      await publishBackgroundPush({ pushToUser: a.id, event: 'stillHere', payload });
+      await assertReceivedOnce(sockets, marks, 'stillHere', payload);
+      const marks2 = sockets.map((h) => h.events.mark());
+      await publishBackgroundPush({ pushToRoom: room, event: 'roomStillHere', payload });
+      await assertReceivedOnce(sockets, marks2, 'roomStillHere', payload);
     });
   });
 });

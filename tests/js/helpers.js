@@ -15,6 +15,13 @@
 //   RUST_LOG                   the server's log levels (default: debug for
 //                              tidings and socketioxide, so that a timeout
 //                              can quote what the server did with the socket)
+//   TIDINGS_JS_TOPOLOGY        `single` (default): startServer() is one
+//                              process; `cluster`: three processes sharing a
+//                              fresh PostgreSQL database and Redis, behind
+//                              nginx, with requests and sockets spread over
+//                              the nodes (see startCluster)
+//   TIDINGS_TEST_POSTGRES_URL, TIDINGS_TEST_REDIS_URL, TIDINGS_NGINX:
+//                              what a cluster uses (see README.md)
 
 const { execFile, spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -95,8 +102,26 @@ function tail(limit) {
 }
 
 /**
- * Starts the server on a free port with a fresh database and waits until
- * `GET /healthz` answers. Returns `{ url, port, name, stop() }`.
+ * The server a test file runs against: one node (`startNode()`), or with
+ * TIDINGS_JS_TOPOLOGY=cluster three nodes behind nginx (`startCluster()`).
+ * Either way the answer has `url`, `port`, `name`, `log()`, `logFile` and
+ * `stop()`, so a test file does not need to know which it got. `options`:
+ * those of startNode() (only `env` for a cluster).
+ */
+async function startServer(options = {}) {
+  const topology = process.env.TIDINGS_JS_TOPOLOGY || 'single';
+  if (topology === 'single') return startNode(options);
+  if (topology === 'cluster') {
+    if (options.databaseUrl) throw new Error('a cluster makes its own PostgreSQL database: no databaseUrl');
+    return startCluster({ env: options.env });
+  }
+  throw new Error(`TIDINGS_JS_TOPOLOGY must be \`single\` or \`cluster\`, not ${JSON.stringify(topology)}`);
+}
+
+/**
+ * Starts one server process on a free port with a fresh database and waits
+ * until `GET /healthz` answers. Returns `{ url, port, name, log(), logFile,
+ * stop() }`.
  *
  * options (all optional; without them: one server, fresh SQLite file):
  *   databaseUrl  database URL (overrides TIDINGS_TEST_DATABASE_URL)
@@ -104,7 +129,7 @@ function tail(limit) {
  *   name         tells several servers of one test file apart: in their
  *                log file names and in the log quoted by a timeout
  */
-async function startServer(options = {}) {
+async function startNode(options = {}) {
   const bin = process.env.TIDINGS_BIN || path.join(REPO_ROOT, 'target', 'debug', 'tidings');
   if (!fs.existsSync(bin)) {
     throw new Error(`server binary ${bin} not found: run \`cargo build --bin tidings\` or set TIDINGS_BIN`);
@@ -237,17 +262,21 @@ function basicAuth(user) {
   return 'Basic ' + Buffer.from(`${user.id}:${user.secretkey}`).toString('base64');
 }
 
-/** Runs a GraphQL operation and returns its `data`; throws on any error. */
+/**
+ * Runs a GraphQL operation and returns its `data`; throws on any error.
+ * Sent from the server's next source address if it spreads its clients
+ * (a cluster: see startCluster), so mutations land on varying nodes.
+ */
 async function graphql(server, query, variables = {}, user = null) {
   const headers = { 'content-type': 'application/json' };
   if (user) headers.authorization = basicAuth(user);
-  const res = await fetch(`${server.url}/graphql`, {
+  const res = await httpRequest(`${server.url}/graphql`, {
     method: 'POST',
     headers,
     body: JSON.stringify({ query, variables }),
-    signal: AbortSignal.timeout(TIMEOUT_MS),
+    localAddress: sourceAddress(server),
   });
-  const text = await res.text();
+  const { text } = res;
   let body;
   try {
     body = JSON.parse(text);
@@ -408,9 +437,13 @@ function onAnyEvent(version, socket, fn) {
  *               only the WebSocket transport (2.x, 3.x and 4.x alike);
  *               long-polling requests take it from an http.Agent, which
  *               all three pass to their XMLHttpRequest, so both are set.
+ *               Default: the server's next source address if it spreads
+ *               its clients (a cluster), otherwise none.
  *   query       extra query parameters of every request (all versions)
  *
- * Returns `{ socket, events, close() }`; `events` is an EventLog.
+ * Returns `{ socket, events, version, localAddress, disconnection, close() }`;
+ * `events` is an EventLog, `disconnection` resolves to the client's reason
+ * when the socket is disconnected (see disconnected()).
  */
 async function connect(version, server, options = {}) {
   const io = CLIENTS[version];
@@ -427,20 +460,22 @@ async function connect(version, server, options = {}) {
     opts.auth = options.auth;
   }
   if (options.headers) opts.extraHeaders = options.headers;
-  if (options.localAddress) {
-    opts.localAddress = options.localAddress;
-    opts.agent = loopbackAgent(options.localAddress);
+  const localAddress = options.localAddress || sourceAddress(server);
+  if (localAddress) {
+    opts.localAddress = localAddress;
+    opts.agent = loopbackAgent(localAddress);
   }
   if (options.query) opts.query = options.query;
 
   const socket = io(server.url, opts);
   const ids = () => [socket.id, socket.io && socket.io.engine && socket.io.engine.id];
-  const from = options.localAddress ? ` from ${options.localAddress}` : '';
+  const from = localAddress ? ` from ${localAddress}` : '';
   const events = new EventLog(`socket.io-client ${version} over ${transports.join('→')}${from}`, () =>
     serverLogAbout(ids()),
   );
   onAnyEvent(version, socket, (event, args) => events.record(event, args));
   socket.on('disconnect', (reason) => events.note(`disconnect(${reason})`));
+  const disconnection = new Promise((resolve) => socket.once('disconnect', resolve));
   socket.on('connect_error', (err) => events.note(`connect_error(${err && err.message})`));
 
   const connected = new Promise((resolve, reject) => {
@@ -452,6 +487,9 @@ async function connect(version, server, options = {}) {
     socket,
     events,
     version,
+    localAddress,
+    /** Resolves to the client's reason when the socket is disconnected. */
+    disconnection,
     close() {
       socket.disconnect();
       // forceNew gives each socket its own Manager; make sure its engine
@@ -483,6 +521,11 @@ function upgraded(handle, ms = TIMEOUT_MS) {
     ms,
     () => `no upgrade to websocket (still on ${engine.transport.name}; ${handle.events.describe()})`,
   );
+}
+
+/** Waits until the socket is disconnected; resolves to the client's reason. */
+function disconnected(handle, ms = TIMEOUT_MS) {
+  return withTimeout(handle.disconnection, ms, () => `no disconnect (${handle.events.describe()})`);
 }
 
 /** Emits `event` with `data` and resolves to the ack callback's arguments. */
@@ -522,6 +565,16 @@ function cookieHeader(user) {
  */
 function loopbackAgent(localAddress) {
   return new http.Agent({ localAddress });
+}
+
+/**
+ * The source address of a server's next client connection or request: a
+ * cluster started by startCluster() hands out its addresses round robin,
+ * so that successive connections and requests reach different nodes; a
+ * single node needs none (undefined).
+ */
+function sourceAddress(server) {
+  return server.nextLocalAddress ? server.nextLocalAddress() : undefined;
 }
 
 /**
@@ -827,6 +880,193 @@ async function startNginx({ upstreams, template = NGINX_CONFIG }) {
   };
 }
 
+// ---------------------------------------------------------------------------
+// Redis
+
+/** Redis for clusters: each cluster uses a fresh key prefix on it. */
+const REDIS_URL = process.env.TIDINGS_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
+
+/**
+ * Publishes the text `message` on `channel` with `redis-cli`, as any
+ * backend service would. Resolves to the number of subscribers that
+ * received it (PUBLISH's answer).
+ */
+function redisPublish(channel, message, redisUrl = REDIS_URL) {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'redis-cli',
+      ['-u', redisUrl, 'PUBLISH', channel, message],
+      { timeout: TIMEOUT_MS },
+      (err, stdout, stderr) => {
+        const receivers = Number(stdout.trim());
+        if (err || stdout.trim() === '' || !Number.isInteger(receivers)) {
+          reject(new Error(`redis-cli PUBLISH ${channel} failed: ${err ? err.message : stdout}\n${stderr}`));
+        } else {
+          resolve(receivers);
+        }
+      },
+    );
+  });
+}
+
+// ---------------------------------------------------------------------------
+// A cluster: several nodes behind nginx
+
+/** Loopback source addresses tried for the address → node map. */
+const LOOPBACK_ADDRESSES = Array.from({ length: 100 }, (_, i) => `127.0.0.${i + 2}`);
+
+let exitsOnSignals = false;
+
+/**
+ * Interrupted (Ctrl-C, a runner's timeout): exit normally, so that the exit
+ * handlers stop the nodes and nginx and drop the database.
+ */
+function exitOnSignals() {
+  if (exitsOnSignals) return;
+  exitsOnSignals = true;
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+    process.once(signal, () => process.exit(code));
+  }
+}
+
+/**
+ * Starts `nodeCount` tidings processes sharing a fresh PostgreSQL database
+ * (createPostgresDatabase) and Redis (TIDINGS_TEST_REDIS_URL, under a fresh
+ * key prefix, so runs in parallel do not hear each other), and nginx with
+ * the documented configuration in front of them (startNginx). Checks that
+ * every node is ready and joined through Redis, then maps loopback source
+ * addresses to the node nginx sends them to (`hash $remote_addr`), until it
+ * has `addressesPerNode` for every node.
+ *
+ * options: nodeCount (3), addressesPerNode (3), env (extra environment of
+ * every node, over the cluster's own: REDIS_URL, TIDINGS_REDIS_PREFIX,
+ * TIDINGS_BACKGROUND_PUSH_CHANNEL and TIDINGS_TRUSTED_PROXIES=127.0.0.1, as
+ * docs/deploy/README.md says to start nodes behind nginx).
+ *
+ * Returns a server-like object (as startNode's: `url` and `port` are
+ * nginx's, `log()` is every node's log, `stop()` stops nginx and the nodes
+ * and drops the database) with, besides: `nodes` (startNode handles with
+ * `nodeId`), `nginx`, `database`, `redisUrl`, `redisPrefix`,
+ * `backgroundPushChannel`, `addressesByNode` (addressesByNode[i]: source
+ * addresses that reach nodes[i]), `nodeBehind(address)` (asks nginx's
+ * /readyz from `address`: the index of the node that answers) and
+ * `nextLocalAddress()`, which hands out one address of each node in turn.
+ * connect() and graphql() use the latter when not given an address, so
+ * that successive sockets and requests of a test land on different nodes
+ * and a push travels between nodes through Redis.
+ */
+async function startCluster({ nodeCount = 3, addressesPerNode = 3, env = {} } = {}) {
+  exitOnSignals();
+  const prefix = `tidings_test_js_${crypto.randomBytes(6).toString('hex')}`;
+  const cluster = {
+    name: 'cluster',
+    nodes: [],
+    nginx: null,
+    database: null,
+    redisUrl: REDIS_URL,
+    redisPrefix: prefix,
+    backgroundPushChannel: `${prefix}:BackgroundPush`,
+    addressesByNode: [],
+  };
+  cluster.stop = async () => {
+    // Each step runs even if one before it failed.
+    const errors = [];
+    const attempt = async (fn) => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(err);
+      }
+    };
+    if (cluster.nginx) await attempt(() => cluster.nginx.stop());
+    await Promise.all(cluster.nodes.map((node) => attempt(() => node.stop())));
+    if (cluster.database) await attempt(() => cluster.database.drop());
+    cluster.nginx = null;
+    cluster.nodes = [];
+    cluster.database = null;
+    if (errors.length > 0) throw errors[0];
+  };
+  cluster.log = () => cluster.nodes.map((node) => `==> ${node.name} <==\n${node.log()}`).join('\n');
+  cluster.nodeBehind = async (address) => {
+    const res = await httpRequest(`${cluster.url}/readyz`, { localAddress: address });
+    if (res.status !== 200) throw new Error(`GET /readyz through nginx from ${address}: ${res.status} ${res.text}`);
+    const { node_id: nodeId } = res.json();
+    const i = cluster.nodes.findIndex((n) => n.nodeId === nodeId);
+    if (i < 0) throw new Error(`nginx answered /readyz from ${address} with an unknown node ${nodeId}`);
+    return i;
+  };
+
+  try {
+    cluster.database = await createPostgresDatabase('tidings_test_js_cluster');
+    const nodeEnv = {
+      REDIS_URL,
+      TIDINGS_REDIS_PREFIX: prefix,
+      TIDINGS_BACKGROUND_PUSH_CHANNEL: cluster.backgroundPushChannel,
+      // nginx connects to the nodes from 127.0.0.1: believe its
+      // X-Forwarded-For, as docs/deploy/README.md says to.
+      TIDINGS_TRUSTED_PROXIES: '127.0.0.1',
+      ...env,
+    };
+    // Started together: they migrate the one database under an advisory lock.
+    const started = await Promise.allSettled(
+      Array.from({ length: nodeCount }, (_, i) =>
+        startNode({ databaseUrl: cluster.database.url, env: nodeEnv, name: `node${i + 1}` }),
+      ),
+    );
+    cluster.nodes = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+
+    for (const node of cluster.nodes) {
+      const res = await httpRequest(`${node.url}/readyz`);
+      const body = res.json();
+      const ready = res.status === 200 && body.ready === true && body.database === 'ok';
+      if (!ready) throw new Error(`${node.name} is not ready: /readyz answered ${res.status} ${res.text}`);
+      if (body.redis !== 'ok') throw new Error(`${node.name} is not joined through Redis: /readyz says ${res.text}`);
+      node.nodeId = body.node_id;
+    }
+    if (new Set(cluster.nodes.map((n) => n.nodeId)).size !== nodeCount) {
+      throw new Error(`the nodes do not each have their own node_id: ${cluster.nodes.map((n) => n.nodeId)}`);
+    }
+
+    cluster.nginx = await startNginx({ upstreams: cluster.nodes.map((n) => `127.0.0.1:${n.port}`) });
+    cluster.url = cluster.nginx.url;
+    cluster.port = cluster.nginx.port;
+
+    // Which node each source address lands on: ask nginx's /readyz from it.
+    const byNode = cluster.nodes.map(() => []);
+    for (const address of LOOPBACK_ADDRESSES) {
+      if (byNode.every((list) => list.length >= addressesPerNode)) break;
+      const i = await cluster.nodeBehind(address);
+      if (byNode[i].length < addressesPerNode) byNode[i].push(address);
+    }
+    if (!byNode.every((list) => list.length >= addressesPerNode)) {
+      throw new Error(
+        `${LOOPBACK_ADDRESSES.length} source addresses do not reach every node through nginx ` +
+          `${addressesPerNode} times: ${JSON.stringify(byNode)}`,
+      );
+    }
+    cluster.addressesByNode = byNode;
+  } catch (err) {
+    await cluster.stop().catch(() => {});
+    throw err;
+  }
+
+  // One address of each node in turn: node 1, 2, 3, 1, 2, 3, …
+  const rotation = [];
+  for (let k = 0; k < addressesPerNode; k += 1) {
+    for (const list of cluster.addressesByNode) rotation.push(list[k]);
+  }
+  let next = 0;
+  cluster.nextLocalAddress = () => {
+    const address = rotation[next % rotation.length];
+    next += 1;
+    return address;
+  };
+  cluster.logFile = cluster.nodes.map((node) => node.logFile).join(', ');
+  return cluster;
+}
+
 module.exports = {
   TIMEOUT_MS,
   QUIET_MS,
@@ -835,6 +1075,8 @@ module.exports = {
   CLIENTS,
   withTimeout,
   startServer,
+  startNode,
+  startCluster,
   graphql,
   signUp,
   follow,
@@ -845,6 +1087,7 @@ module.exports = {
   transportName,
   upgraded,
   emitWithAck,
+  disconnected,
   withSockets,
   cookieHeader,
   EventLog,
@@ -857,4 +1100,6 @@ module.exports = {
   renderNginxConfig,
   parseNginxAccessLog,
   startNginx,
+  REDIS_URL,
+  redisPublish,
 };
