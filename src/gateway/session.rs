@@ -1,7 +1,7 @@
 //! One socket's view of who it is, and the `initialConnection` flow.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -39,6 +39,9 @@ pub struct Session {
     /// held for a read or a write, never across an `.await`.
     user: Mutex<Option<Uuid>>,
     failed_attempts: AtomicU32,
+    /// Set once the socket has failed too often; it is disconnected right
+    /// after its answer is queued.
+    cut_off: AtomicBool,
     /// Serializes authentication attempts of this one socket, so two
     /// `initialConnection`s in flight cannot interleave their bind/unbind.
     auth_turn: tokio::sync::Mutex<()>,
@@ -67,6 +70,7 @@ impl Session {
             flood_limit: config.socket_events_burst,
             user: Mutex::new(None),
             failed_attempts: AtomicU32::new(0),
+            cut_off: AtomicBool::new(false),
             auth_turn: tokio::sync::Mutex::new(()),
         }
     }
@@ -133,6 +137,7 @@ impl Session {
         if let Err(err) = ack.send(&authenticated) {
             tracing::debug!(socket_id = %s.id, error = %err, "could not send initialConnection ack");
         }
+        self.disconnect_if_cut_off(&s);
     }
 
     /// Credentials that came with the handshake (the `auth` object or
@@ -144,6 +149,7 @@ impl Session {
             handshake::credentials(s.req_parts(), auth.as_ref(), app.config())
         {
             self.attempt(s, credentials).await;
+            self.disconnect_if_cut_off(s);
         }
     }
 
@@ -312,15 +318,23 @@ impl Session {
         }
     }
 
-    /// Tells the socket why, then disconnects it. Returns the answer for the
-    /// attempt's ack (false), which is sent before the disconnect lands.
+    /// Tells the socket why and marks it to be cut off. Returns the answer
+    /// for the attempt's ack (false). The disconnect itself waits until the
+    /// ack is queued (`disconnect_if_cut_off`): disconnecting first would
+    /// leave the client's callback unanswered.
     fn too_many_failures<A: Adapter>(&self, s: &SocketRef<A>) -> bool {
         tracing::warn!(socket_id = %s.id, "too many failed authentication attempts, disconnecting");
         emit_error(s, "too many failed authentication attempts");
-        if let Err(err) = s.clone().disconnect() {
-            tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
-        }
+        self.cut_off.store(true, Ordering::Relaxed);
         false
+    }
+
+    fn disconnect_if_cut_off<A: Adapter>(&self, s: &SocketRef<A>) {
+        if self.cut_off.load(Ordering::Relaxed) {
+            if let Err(err) = s.clone().disconnect() {
+                tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
+            }
+        }
     }
 
     /// A socket that never authenticates would otherwise hold its slot

@@ -123,6 +123,26 @@ async fn too_many_failed_attempts_disconnect_the_socket_but_not_its_neighbour() 
     assert_eq!(neighbour.expect("auth").await, json!(true));
 }
 
+/// The last refused attempt is still acknowledged before the socket is cut
+/// off (a client waiting on its callback is never left hanging), over
+/// long-polling too, where a disconnect queued first would win.
+#[tokio::test]
+async fn the_attempt_that_trips_the_limit_is_still_acknowledged() {
+    let app = spawn_app_with(|c| c.max_failed_auth_per_socket = 2).await;
+    let alice = app.sign_up("alice").await;
+    for transport in [Transport::Polling, Transport::WebSocket] {
+        let mut attacker = app.socket(transport).await;
+        let guess = json!({ "id": alice.id, "secretkey": "guess" });
+        for _ in 0..2 {
+            assert_eq!(
+                attacker.emit_with_ack("initialConnection", &guess).await,
+                vec![json!(false)]
+            );
+        }
+        attacker.expect_closed().await;
+    }
+}
+
 #[tokio::test]
 async fn a_socket_that_never_authenticates_is_disconnected_after_the_deadline() {
     let app = spawn_app_with(|c| c.auth_deadline_secs = 1).await;

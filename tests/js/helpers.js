@@ -225,7 +225,9 @@ async function startNode(options = {}) {
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  server = { url, port, name, stop, log: () => log.text, logFile };
+  /** Kills the process with `signal` at once (SIGKILL: a node that dies). */
+  const kill = (signal) => child.kill(signal);
+  server = { url, port, name, stop, kill, exited, log: () => log.text, logFile };
   activeServers.push(server);
   return server;
 }
@@ -909,6 +911,48 @@ function redisPublish(channel, message, redisUrl = REDIS_URL) {
   });
 }
 
+/**
+ * Subscribes to `channel` with `redis-cli`, as a backend service would.
+ * Resolves once the subscription is in place to `{ messages, stop() }`:
+ * `messages` is an EventLog whose events are named `message`, each with the
+ * published text parsed as JSON.
+ */
+async function redisSubscribe(channel, redisUrl = REDIS_URL) {
+  const child = spawn('redis-cli', ['-u', redisUrl, 'SUBSCRIBE', channel], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+  const messages = new EventLog(`redis-cli SUBSCRIBE ${channel}`);
+  // Not a terminal: redis-cli prints each element of a push on its own
+  // line: `subscribe`, channel, count, then `message`, channel, payload.
+  const lines = [];
+  let partial = '';
+  let subscribed;
+  const ready = new Promise((resolve) => {
+    subscribed = resolve;
+  });
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop();
+    lines.push(...parts);
+    while (lines.length >= 3) {
+      const [kind, , value] = lines.splice(0, 3);
+      if (kind === 'subscribe') subscribed();
+      else if (kind === 'message') messages.record('message', [JSON.parse(value)]);
+    }
+  });
+  await withTimeout(ready, TIMEOUT_MS, `redis-cli to subscribe to ${channel}`);
+  return {
+    messages,
+    stop() {
+      process.removeListener('exit', killOnExit);
+      child.kill('SIGTERM');
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------
 // A cluster: several nodes behind nginx
 
@@ -966,6 +1010,7 @@ async function startCluster({ nodeCount = 3, addressesPerNode = 3, env = {} } = 
     redisUrl: REDIS_URL,
     redisPrefix: prefix,
     backgroundPushChannel: `${prefix}:BackgroundPush`,
+    presenceChannel: `${prefix}:Presence`,
     addressesByNode: [],
   };
   cluster.stop = async () => {
@@ -1002,12 +1047,14 @@ async function startCluster({ nodeCount = 3, addressesPerNode = 3, env = {} } = 
       REDIS_URL,
       TIDINGS_REDIS_PREFIX: prefix,
       TIDINGS_BACKGROUND_PUSH_CHANNEL: cluster.backgroundPushChannel,
+      TIDINGS_PRESENCE_CHANNEL: cluster.presenceChannel,
       // nginx connects to the nodes from 127.0.0.1: believe its
       // X-Forwarded-For, as docs/deploy/README.md says to.
       TIDINGS_TRUSTED_PROXIES: '127.0.0.1',
       ...env,
     };
     // Started together: they migrate the one database under an advisory lock.
+    cluster.nodeEnv = nodeEnv;
     const started = await Promise.allSettled(
       Array.from({ length: nodeCount }, (_, i) =>
         startNode({ databaseUrl: cluster.database.url, env: nodeEnv, name: `node${i + 1}` }),
@@ -1102,4 +1149,5 @@ module.exports = {
   startNginx,
   REDIS_URL,
   redisPublish,
+  redisSubscribe,
 };

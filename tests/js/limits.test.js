@@ -1,0 +1,147 @@
+'use strict';
+// Per-socket and per-address limits (docs/protocol.md §6.5, §6.6) with the
+// real clients: each triggers with a clear error while a well-behaved
+// socket beside it is untouched. The server runs with small limits so the
+// tests stay short. Runs against one node and (TIDINGS_JS_TOPOLOGY=cluster)
+// three nodes behind nginx; the per-address test has a node of its own.
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+
+const {
+  TIMEOUT_MS,
+  TRANSPORTS,
+  startServer,
+  startNode,
+  signUp,
+  follow,
+  credentials,
+  connect,
+  emitWithAck,
+  disconnected,
+  withSockets,
+} = require('./helpers');
+
+const LIMITS = {
+  TIDINGS_SOCKET_EVENTS_PER_SEC: '5',
+  TIDINGS_SOCKET_EVENTS_BURST: '10',
+  TIDINGS_MAX_ROOMS_PER_SOCKET: '3',
+  TIDINGS_MAX_FAILED_AUTH_PER_SOCKET: '3',
+};
+
+let server;
+before(async () => {
+  server = await startServer({ env: LIMITS });
+});
+after(async () => {
+  if (server) await server.stop();
+});
+
+async function authenticated(track, target, user, version = 4, transports = TRANSPORTS.websocket) {
+  const s = track(await connect(version, target, { transports }));
+  assert.deepEqual(await emitWithAck(s, 'initialConnection', credentials(user)), [true]);
+  assert.equal(await s.events.next('auth'), true);
+  return s;
+}
+
+describe('limits', () => {
+  for (const [version, transports] of [
+    [4, TRANSPORTS.websocket],
+    [2, TRANSPORTS.polling],
+  ]) {
+    it(`events per second (${version}.x over ${transports.join('→')}): refused with "rate limited", a flooder is disconnected, its neighbour is not`, async () => {
+      const alice = await signUp(server, 'alice');
+      await withSockets(async (track) => {
+        const flooder = await authenticated(track, server, alice, version, transports);
+        const neighbour = await authenticated(track, server, alice, 3, TRANSPORTS.polling);
+        const gone = disconnected(flooder, TIMEOUT_MS);
+        // Far more than the burst, without waiting: answered until the
+        // socket is cut off.
+        const answers = [];
+        for (let n = 0; n < 40; n += 1) {
+          flooder.socket.emit('joinRoom', 'topic:flood', (ack) => answers.push(ack));
+        }
+        const reason = await gone;
+        assert.match(reason, /server disconnect|transport close/, `disconnected by the server: ${reason}`);
+        assert.ok(answers.some((a) => a && a.ok === true), `the burst passed: ${JSON.stringify(answers)}`);
+        assert.ok(
+          answers.some((a) => a && a.error === 'rate limited'),
+          `refusals say "rate limited": ${JSON.stringify(answers)}`,
+        );
+        assert.equal((await flooder.events.next('error')).error, 'rate limited');
+
+        const [ack] = await emitWithAck(neighbour, 'joinRoom', 'topic:calm');
+        assert.deepEqual(ack, { ok: true }, 'the neighbour is served');
+        assert.ok(neighbour.socket.connected, 'and stays connected');
+      });
+    });
+  }
+
+  it('rooms per socket', async () => {
+    const alice = await signUp(server, 'alice');
+    await withSockets(async (track) => {
+      const s = await authenticated(track, server, alice);
+      for (const room of ['topic:a', 'topic:b', 'topic:c', 'topic:a']) {
+        assert.deepEqual((await emitWithAck(s, 'joinRoom', room))[0], { ok: true }, room);
+      }
+      const [ack] = await emitWithAck(s, 'joinRoom', 'topic:d');
+      assert.deepEqual(ack, { error: 'at most 3 rooms per socket' });
+      assert.equal((await s.events.next('error')).error, 'joinRoom: at most 3 rooms per socket');
+      assert.deepEqual((await emitWithAck(s, 'leaveRoom', 'topic:a'))[0], { ok: true });
+      assert.deepEqual((await emitWithAck(s, 'joinRoom', 'topic:d'))[0], { ok: true }, 'room for one more after leaving');
+    });
+  });
+
+  it('failed initialConnection attempts per socket: disconnected with a reason, the neighbour is not', async () => {
+    const alice = await signUp(server, 'alice');
+    await withSockets(async (track) => {
+      const neighbour = await authenticated(track, server, alice);
+      const guesser = track(await connect(3, server, { transports: TRANSPORTS.polling }));
+      const gone = disconnected(guesser, TIMEOUT_MS);
+      for (let n = 0; n < 3; n += 1) {
+        const ack = await emitWithAck(guesser, 'initialConnection', { id: alice.id, secretkey: `guess-${n}` });
+        assert.deepEqual(ack, [false], `guess ${n + 1} is refused`);
+      }
+      await gone;
+      const errors = [];
+      while (guesser.events.unconsumed({ events: ['error'] }).length > 0) errors.push(await guesser.events.next('error'));
+      assert.ok(
+        errors.some((e) => e.error === 'too many failed authentication attempts'),
+        `told why: ${JSON.stringify(errors)}`,
+      );
+      assert.ok(neighbour.socket.connected, 'the neighbour stays connected');
+      assert.deepEqual((await emitWithAck(neighbour, 'joinRoom', 'topic:ok'))[0], { ok: true });
+    });
+  });
+});
+
+describe('failed authentications per address', () => {
+  let node;
+  before(async () => {
+    node = await startNode({ env: { TIDINGS_MAX_FAILED_AUTH_PER_ADDRESS: '3' }, name: 'per-address' });
+  });
+  after(async () => {
+    if (node) await node.stop();
+  });
+
+  it('are counted across sockets; then even the right secret is refused, and an authenticated socket keeps working', async () => {
+    const alice = await signUp(node, 'alice');
+    const bob = await signUp(node, 'bob');
+    await withSockets(async (track) => {
+      const settled = await authenticated(track, node, alice);
+      for (let n = 0; n < 3; n += 1) {
+        // A new socket each time: the per-socket limit is not what trips.
+        const s = track(await connect(4, node));
+        assert.deepEqual(await emitWithAck(s, 'initialConnection', { id: alice.id, secretkey: `guess-${n}` }), [false]);
+        s.close();
+      }
+      const late = track(await connect(4, node));
+      assert.deepEqual(await emitWithAck(late, 'initialConnection', credentials(alice)), [false]);
+      assert.match((await late.events.next('error')).error, /too many failed authentication attempts from your address/);
+
+      await follow(node, bob, alice);
+      const followed = await settled.events.next('Followed');
+      assert.equal(followed.followerId, bob.id, 'the socket authenticated before still gets its pushes');
+    });
+  });
+});
