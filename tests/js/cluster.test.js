@@ -45,6 +45,8 @@ const {
   httpRequest,
   waitFor,
   redisPublish,
+  redisSubscribe,
+  startNode,
 } = require('./helpers');
 
 const NODE_COUNT = 3;
@@ -52,6 +54,8 @@ const NODE_COUNT = 3;
 const ADDRESSES_PER_NODE = 3;
 /** Failed authentications per client address (the X-Forwarded-For test). */
 const MAX_FAILED_AUTH_PER_ADDRESS = 3;
+/** The presence bound: a killed node's users are offline within it. */
+const PRESENCE_TIMEOUT_MS = 3000;
 
 let cluster = null; // startCluster()
 let nodes = []; // startNode() handles, plus nodeId
@@ -68,6 +72,7 @@ before(async () => {
   const env = {
     TIDINGS_API_KEY: apiKey,
     TIDINGS_MAX_FAILED_AUTH_PER_ADDRESS: String(MAX_FAILED_AUTH_PER_ADDRESS),
+    TIDINGS_PRESENCE_TIMEOUT_MS: String(PRESENCE_TIMEOUT_MS),
   };
   // nodeOfSocket() reads the info line `socket authenticated`.
   if (process.env.RUST_LOG) env.RUST_LOG = `${process.env.RUST_LOG},tidings::gateway=info`;
@@ -612,5 +617,91 @@ describe('X-Forwarded-For', () => {
       const good = track(await connectAs(4, a, { transports: TRANSPORTS.websocket, address: other }));
       assert.equal(await nodeOfSocket(good), home);
     });
+  });
+});
+
+async function expectPresence(handle, user, online) {
+  const event = await handle.events.next('presence');
+  assert.equal(event.userId, user.id, `${handle.events.label}: presence of ${user.username}`);
+  assert.equal(event.online, online, `${handle.events.label}: online ${online}`);
+  assert.ok(Number.isInteger(event.timestamp), `integer timestamp: ${event.timestamp}`);
+}
+
+describe('presence across nodes', () => {
+  it('three tabs on two nodes: one online and one offline at every follower, each published once on Presence', async () => {
+    const a = await signUp(balancer(), 'a');
+    const b = await signUp(balancer(), 'b');
+    await follow(nodes[2], b, a);
+    const published = await redisSubscribe(cluster.presenceChannel);
+    try {
+      await withSockets(async (track) => {
+        // The follower watches from nodes 1 and 3.
+        const watchers = [
+          track(await connectAs(4, b, { transports: TRANSPORTS.websocket, address: addresses[0][0] })),
+          track(await connectAs(2, b, { transports: TRANSPORTS.polling, address: addresses[2][0] })),
+        ];
+        assert.equal((await published.messages.next('message')).userId, b.id, "the follower's own transition");
+        const tabs = [
+          track(await connectAs(4, a, { transports: TRANSPORTS.websocket, address: addresses[0][1] })),
+          track(await connectAs(3, a, { transports: TRANSPORTS.polling, address: addresses[1][0] })),
+          track(await connectAs(2, a, { transports: TRANSPORTS.upgrade, address: addresses[1][1] })),
+        ];
+        assert.deepEqual(await Promise.all(tabs.map((h) => nodeOfSocket(h))), [0, 1, 1], 'tabs on nodes 1, 2, 2');
+        for (const w of watchers) await expectPresence(w, a, true);
+        const online = await published.messages.next('message');
+        assert.deepEqual([online.userId, online.online], [a.id, true]);
+        assert.ok(nodes.some((n) => n.nodeId === online.nodeId), `nodeId names a node: ${online.nodeId}`);
+        assert.deepEqual(await isOnlineOnEveryNode(b, a), [true, true, true]);
+        const marks = watchers.map((w) => w.events.mark());
+
+        tabs[1].close();
+        tabs[0].close();
+        await assertQuiet(watchers, marks, 'closing two of three tabs changes nothing');
+        assert.deepEqual(await isOnlineOnEveryNode(b, a), [true, true, true], 'the third tab is open');
+        tabs[2].close();
+        for (const w of watchers) await expectPresence(w, a, false);
+        await assertQuiet(watchers, watchers.map((w) => w.events.mark()), 'one offline, once');
+        const offline = await published.messages.next('message');
+        assert.deepEqual([offline.userId, offline.online], [a.id, false]);
+        assert.deepEqual(published.messages.unconsumed(), [], 'one message per transition');
+        await waitFor(async () => (await isOnlineOnEveryNode(b, a)).every((o) => o === false));
+      });
+    } finally {
+      published.stop();
+    }
+  });
+
+  it(`a node killed with SIGKILL takes its users offline within ${PRESENCE_TIMEOUT_MS} ms`, async () => {
+    // A fourth node for this test only, so that the three stay up.
+    const doomed = await startNode({ databaseUrl: cluster.database.url, env: cluster.nodeEnv, name: 'doomed' });
+    try {
+      const a = await signUp(balancer(), 'a');
+      const b = await signUp(balancer(), 'b');
+      await follow(nodes[0], b, a);
+      await withSockets(async (track) => {
+        const watcher = track(await connectAs(4, b, { transports: TRANSPORTS.websocket, address: addresses[1][0] }));
+        const tabs = [
+          track(await connect(4, doomed, { transports: TRANSPORTS.websocket })),
+          track(await connect(3, doomed, { transports: TRANSPORTS.polling })),
+        ];
+        for (const tab of tabs) {
+          assert.deepEqual(await emitWithAck(tab, 'initialConnection', credentials(a)), [true]);
+        }
+        await expectPresence(watcher, a, true);
+        assert.deepEqual(await isOnlineOnEveryNode(b, a), [true, true, true]);
+
+        const killed = Date.now();
+        doomed.kill('SIGKILL');
+        await doomed.exited;
+        await expectPresence(watcher, a, false);
+        const took = Date.now() - killed;
+        console.log(`# a killed node's user went offline after ${took} ms (bound ${PRESENCE_TIMEOUT_MS} ms)`);
+        assert.ok(took <= PRESENCE_TIMEOUT_MS, `offline after ${took} ms, bound ${PRESENCE_TIMEOUT_MS} ms`);
+        assert.deepEqual(await isOnlineOnEveryNode(b, a), [false, false, false]);
+        await assertQuiet([watcher], [watcher.events.mark()], 'swept once, announced once');
+      });
+    } finally {
+      await doomed.stop();
+    }
   });
 });
