@@ -1,0 +1,228 @@
+//! `docs/benchmarks.md` from result rows, with PNG bar charts beside it.
+//!
+//! The charts are drawn with plotters' bitmap backend and carry no text (so
+//! no system font is needed): one bar per target, Tidings blue, the peer
+//! orange, the floor grey; the markdown next to each chart gives the numbers.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use plotters::prelude::*;
+
+use crate::report::{find, Row};
+
+const TARGETS: [&str; 3] = ["tidings", "peer", "floor"];
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = cpu.lines().filter(|l| l.starts_with("processor")).count();
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total_kb: u64 = mem
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    format!(
+        "{model}, {cores} logical cores, {:.1} GiB RAM (`/proc/cpuinfo`, `/proc/meminfo`); \
+         generator and servers share the machine",
+        total_kb as f64 / 1024.0 / 1024.0
+    )
+}
+
+fn scenario_table(out: &mut String, rows: &[Row], scenario: &str) {
+    let mut metrics: Vec<(&str, &str)> = Vec::new();
+    for r in rows.iter().filter(|r| r.scenario == scenario) {
+        if !metrics.iter().any(|(m, _)| *m == r.metric) {
+            metrics.push((&r.metric, &r.unit));
+        }
+    }
+    if metrics.is_empty() {
+        return;
+    }
+    let targets: Vec<&str> = TARGETS
+        .iter()
+        .copied()
+        .filter(|t| rows.iter().any(|r| r.scenario == scenario && r.target == *t))
+        .collect();
+    let n = |t: &str| {
+        rows.iter()
+            .find(|r| r.scenario == scenario && r.target == t)
+            .map(|r| r.n)
+            .unwrap_or(0)
+    };
+    let _ = writeln!(out, "\n### {scenario}\n");
+    let _ = write!(out, "| metric | unit |");
+    for t in &targets {
+        let _ = write!(out, " {t} (n={}) |", n(t));
+    }
+    let _ = write!(out, "\n|---|---|");
+    for _ in &targets {
+        let _ = write!(out, "---:|");
+    }
+    out.push('\n');
+    for (m, u) in metrics {
+        let _ = write!(out, "| {m} | {u} |");
+        for t in &targets {
+            match find(rows, scenario, t, m) {
+                Some(v) => {
+                    let _ = write!(out, " {} |", fmt(v));
+                }
+                None => out.push_str(" – |"),
+            }
+        }
+        out.push('\n');
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A target comparison: (label, tidings value, other value, target text, met).
+struct Check {
+    what: &'static str,
+    value: Option<f64>,
+    goal: &'static str,
+    met: Option<bool>,
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn checks(rows: &[Row]) -> Vec<Check> {
+    let f = |s: &str, t: &str, m: &str| find(rows, s, t, m);
+    let idle_kb = f("idle", "tidings", "rss_per_conn");
+    let idle_ratio = ratio(idle_kb, f("idle", "peer", "rss_per_conn"));
+    let warm = ratio(
+        f("auth-storm-warm", "tidings", "auths_per_s"),
+        f("auth-storm-warm", "peer", "auths_per_s"),
+    );
+    let cold = ratio(
+        f("auth-storm-cold", "tidings", "auths_per_s"),
+        f("auth-storm-cold", "peer", "auths_per_s"),
+    );
+    let push_p99 = f("push-latency", "tidings", "p99");
+    let fan_peer = ratio(
+        f("fanout", "tidings", "deliveries_per_s"),
+        f("fanout", "peer", "deliveries_per_s"),
+    );
+    let fan_floor = ratio(
+        f("fanout", "tidings", "deliveries_per_s"),
+        f("fanout", "floor", "deliveries_per_s"),
+    );
+    let cluster_add = match (f("cluster-push-latency", "tidings", "p99"), push_p99) {
+        (Some(c), Some(p)) => Some(c - p),
+        _ => None,
+    };
+    vec![
+        Check { what: "idle memory per connection (KiB)", value: idle_kb, goal: "≤ 20 KB", met: idle_kb.map(|v| v <= 20.0 * 1000.0 / 1024.0) },
+        Check { what: "idle memory, Tidings / peer", value: idle_ratio, goal: "≤ 0.40", met: idle_ratio.map(|v| v <= 0.40) },
+        Check { what: "warm auth storm auths/s, Tidings / peer", value: warm, goal: "≥ 10", met: warm.map(|v| v >= 10.0) },
+        Check { what: "cold auth storm auths/s, Tidings / peer", value: cold, goal: "≥ 1", met: cold.map(|v| v >= 1.0) },
+        Check { what: "push latency p99 (ms)", value: push_p99, goal: "≤ 10 ms at 10k users", met: push_p99.map(|v| v <= 10.0) },
+        Check { what: "fanout deliveries/s, Tidings / peer", value: fan_peer, goal: "≥ 5", met: fan_peer.map(|v| v >= 5.0) },
+        Check { what: "fanout deliveries/s, Tidings / floor", value: fan_floor, goal: "≥ 0.70", met: fan_floor.map(|v| v >= 0.70) },
+        Check { what: "cluster push p99 minus single-node p99 (ms)", value: cluster_add, goal: "≤ 2 ms", met: cluster_add.map(|v| v <= 2.0) },
+    ]
+}
+
+/// One bar per target (Tidings, peer, floor), no text.
+pub fn bar_chart(path: &Path, values: &[(usize, f64)]) -> Result<()> {
+    let root = BitMapBackend::new(path, (480, 320)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max = values.iter().map(|(_, v)| *v).fold(0.0f64, f64::max);
+    if max > 0.0 {
+        let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(127, 127, 127)];
+        let slot = 480 / values.len().max(1) as i32;
+        for (i, (target, v)) in values.iter().enumerate() {
+            let h = ((v / max) * 280.0) as i32;
+            let x0 = i as i32 * slot + slot / 5;
+            let x1 = (i as i32 + 1) * slot - slot / 5;
+            root.draw(&Rectangle::new([(x0, 310 - h), (x1, 310)], colors[*target % 3].filled()))?;
+        }
+        root.draw(&PathElement::new(vec![(0, 310), (480, 310)], BLACK))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+pub fn write(rows: &[Row], out: &Path, command: &str) -> Result<()> {
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let charts = dir.join("bench");
+    std::fs::create_dir_all(&charts)?;
+    let mut md = String::new();
+    md.push_str(include_str!("doc_method.md"));
+    let _ = writeln!(md, "\n## This run\n\nMachine: {}.\n\nCommand: `{command}`\n", machine());
+    md.push_str("\n## Targets\n\n| target | measured | goal | met |\n|---|---:|---|---|\n");
+    for c in checks(rows) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            c.what,
+            c.value.map(fmt).unwrap_or_else(|| "–".into()),
+            c.goal,
+            match c.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not measured",
+            }
+        );
+    }
+    md.push_str("\n## Results\n");
+    for s in [
+        "idle",
+        "auth-storm-cold",
+        "auth-storm-warm",
+        "push-latency",
+        "fanout",
+        "cluster-push-latency",
+        "cluster-fanout",
+    ] {
+        scenario_table(&mut md, rows, s);
+    }
+    let failed: Vec<&Row> = rows.iter().filter(|r| r.metric == "failed").collect();
+    if !failed.is_empty() {
+        md.push_str("\nFailed runs: ");
+        for r in failed {
+            let _ = write!(md, "{} on {}; ", r.scenario, r.target);
+        }
+        md.push('\n');
+    }
+    md.push_str("\n## Charts\n\nBars: Tidings blue, peer orange, floor grey (no axis text: the charts are drawn without fonts; the numbers are in the tables above).\n\n");
+    for (scenario, metric, file, caption) in [
+        ("idle", "rss_per_conn", "idle-rss.png", "idle: server RSS per connection (lower is better)"),
+        ("auth-storm-warm", "auths_per_s", "auth-warm.png", "warm auth storm: auths/s (higher is better)"),
+        ("auth-storm-cold", "auths_per_s", "auth-cold.png", "cold auth storm: auths/s (higher is better)"),
+        ("push-latency", "p99", "push-p99.png", "push latency p99 (lower is better)"),
+        ("fanout", "deliveries_per_s", "fanout-rate.png", "fanout deliveries/s (higher is better)"),
+    ] {
+        let values: Vec<(usize, f64)> = TARGETS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| find(rows, scenario, t, metric).map(|v| (i, v)))
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        bar_chart(&charts.join(file), &values)?;
+        let _ = writeln!(md, "![{caption}](bench/{file})\n\n*{caption}*\n");
+    }
+    std::fs::write(out, md)?;
+    Ok(())
+}

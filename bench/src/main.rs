@@ -1,0 +1,211 @@
+//! `tidings-bench`: runs the benchmark scenarios against Tidings, the Node.js
+//! peer (`bench/peer`) and the floor (`bench-floor`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use tidings_bench::report::{self, Row};
+use tidings_bench::scenarios::{self, Db, Settings};
+use tidings_bench::servers::{self, Target};
+use tidings_bench::{doc, seed};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks for Tidings, a Node.js socket.io peer and a bare WebSocket floor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// N authenticated idle connections: server RSS per connection, setup time.
+    Idle(Common),
+    /// N sockets authenticate at once, cold (fresh server) then warm (reconnect).
+    AuthStorm(Common),
+    /// sendMessage at a steady rate; latency until the recipient's `chatroom`.
+    PushLatency(Common),
+    /// N sockets in topic:bench; /api/push K times; deliveries/s and latency.
+    Fanout(Common),
+    /// push-latency and fanout on two Tidings nodes (PostgreSQL + Redis).
+    Cluster(Common),
+    /// Every scenario, with per-scenario sizes.
+    All(AllArgs),
+    /// Writes docs/benchmarks.md (and PNG charts) from a results CSV.
+    Doc(DocArgs),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Connections / users.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Servers to measure (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tidings")]
+    target: Vec<Target>,
+    /// Database of a single Tidings node (the peer and clusters use PostgreSQL).
+    #[arg(long, value_enum, env = "BENCH_DB", default_value = "postgres")]
+    db: Db,
+    #[arg(long, env = "TIDINGS_BIN")]
+    tidings_bin: Option<PathBuf>,
+    #[arg(long, env = "BENCH_FLOOR_BIN")]
+    floor_bin: Option<PathBuf>,
+    /// A PostgreSQL database to connect to for CREATE DATABASE.
+    #[arg(long, env = "BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    #[arg(long, env = "BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// push-latency: sendMessage requests per second.
+    #[arg(long, env = "BENCH_RATE", default_value_t = 200)]
+    rate: u32,
+    /// push-latency: seconds of sending.
+    #[arg(long, env = "BENCH_SECONDS", default_value_t = 10)]
+    seconds: u64,
+    /// push-latency: sender/recipient pairs.
+    #[arg(long, env = "BENCH_PAIRS", default_value_t = 100)]
+    pairs: usize,
+    /// fanout: pushes sent back to back.
+    #[arg(long, env = "BENCH_PUSHES", default_value_t = 20)]
+    pushes: u32,
+    /// Connections set up at once.
+    #[arg(long, env = "BENCH_CONCURRENCY", default_value_t = 256)]
+    concurrency: usize,
+    /// Longest any setup phase may take, in seconds.
+    #[arg(long, env = "BENCH_PHASE_LIMIT_SECS", default_value_t = 900)]
+    phase_limit_secs: u64,
+    /// CSV to write (default: bench/results/<unix time>.csv).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct AllArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, env = "BENCH_IDLE_N", default_value_t = 30000)]
+    idle_n: usize,
+    #[arg(long, env = "BENCH_STORM_N", default_value_t = 2000)]
+    storm_n: usize,
+    #[arg(long, env = "BENCH_PUSH_N", default_value_t = 10000)]
+    push_n: usize,
+    #[arg(long, env = "BENCH_FANOUT_N", default_value_t = 10000)]
+    fanout_n: usize,
+    /// Use this size for every scenario instead.
+    #[arg(long)]
+    all_n: Option<usize>,
+    /// Also write this markdown report (with charts beside it).
+    #[arg(long)]
+    doc: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct DocArgs {
+    #[arg(long)]
+    csv: PathBuf,
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// The command line that produced the CSV, for the report.
+    #[arg(long, default_value = "scripts/bench")]
+    command: String,
+}
+
+fn settings(c: &Common) -> Result<Settings> {
+    eprintln!("hashing the shared secret (argon2id m=19456 t=2 p=1), once per run");
+    Ok(Settings {
+        db: c.db,
+        tidings_bin: c.tidings_bin.clone().unwrap_or_else(servers::default_tidings_bin),
+        floor_bin: c.floor_bin.clone().unwrap_or_else(servers::default_floor_bin),
+        pg_admin_url: c.postgres_url.clone(),
+        redis_url: c.redis_url.clone(),
+        rate: c.rate,
+        seconds: c.seconds,
+        pairs: c.pairs,
+        pushes: c.pushes,
+        concurrency: c.concurrency,
+        phase_limit: Duration::from_secs(c.phase_limit_secs),
+        hash: seed::hash_secret()?,
+    })
+}
+
+/// Runs one scenario on each target; a failing target is reported and skipped.
+async fn run(
+    name: &str,
+    s: &Settings,
+    targets: &[Target],
+    rows: &mut Vec<Row>,
+    f: impl AsyncFn(&Settings, Target) -> Result<Vec<Row>>,
+) {
+    for &t in targets {
+        eprintln!("== {name} on {}", t.name());
+        match f(s, t).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => {
+                eprintln!("!! {name} on {} failed: {e:#}", t.name());
+                rows.push(Row::new(name, t.name(), 0, "failed", 1.0, "flag"));
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let limit = servers::raise_fd_limit(1 << 20);
+    eprintln!("open-file limit: {limit}");
+    let mut rows = Vec::new();
+    let (common, doc_out) = match &cli.command {
+        Cmd::Doc(a) => {
+            let rows = report::parse_csv(&std::fs::read_to_string(&a.csv)?);
+            doc::write(&rows, &a.out, &a.command)?;
+            eprintln!("wrote {}", a.out.display());
+            return Ok(());
+        }
+        Cmd::All(a) => (a.common.clone(), a.doc.clone()),
+        Cmd::Idle(c) | Cmd::AuthStorm(c) | Cmd::PushLatency(c) | Cmd::Fanout(c) | Cmd::Cluster(c) => {
+            (c.clone(), None)
+        }
+    };
+    let s = settings(&common)?;
+    let targets = common.target.clone();
+    let n = common.n;
+    match &cli.command {
+        Cmd::Idle(_) => run("idle", &s, &targets, &mut rows, async |s, t| scenarios::idle(s, t, n).await).await,
+        Cmd::AuthStorm(_) => {
+            run("auth-storm", &s, &targets, &mut rows, async |s, t| scenarios::auth_storm(s, t, n).await).await
+        }
+        Cmd::PushLatency(_) => {
+            run("push-latency", &s, &targets, &mut rows, async |s, t| scenarios::push_latency(s, t, n).await).await
+        }
+        Cmd::Fanout(_) => run("fanout", &s, &targets, &mut rows, async |s, t| scenarios::fanout(s, t, n).await).await,
+        Cmd::Cluster(_) => {
+            run("cluster", &s, &targets, &mut rows, async |s, t| scenarios::cluster(s, t, n, n).await).await
+        }
+        Cmd::All(a) => {
+            let size = |v: usize| a.all_n.unwrap_or(v);
+            let (idle_n, storm_n, push_n, fanout_n) =
+                (size(a.idle_n), size(a.storm_n), size(a.push_n), size(a.fanout_n));
+            run("idle", &s, &targets, &mut rows, async |s, t| scenarios::idle(s, t, idle_n).await).await;
+            run("auth-storm", &s, &targets, &mut rows, async |s, t| scenarios::auth_storm(s, t, storm_n).await)
+                .await;
+            run("push-latency", &s, &targets, &mut rows, async |s, t| {
+                scenarios::push_latency(s, t, push_n).await
+            })
+            .await;
+            run("fanout", &s, &targets, &mut rows, async |s, t| scenarios::fanout(s, t, fanout_n).await).await;
+            run("cluster", &s, &targets, &mut rows, async |s, t| {
+                scenarios::cluster(s, t, push_n, fanout_n).await
+            })
+            .await;
+        }
+        Cmd::Doc(_) => {}
+    }
+    println!("{}", report::table(&rows));
+    let path = report::write_csv(&rows, common.out.as_deref())?;
+    eprintln!("wrote {}", path.display());
+    if let Some(out) = doc_out {
+        doc::write(&rows, &out, &std::env::args().collect::<Vec<_>>().join(" "))?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! The servers under test as child processes: Tidings, the Node.js peer
+//! (`bench/peer`) and the floor (`bench-floor`). Children inherit this
+//! process' raised RLIMIT_NOFILE (see [`raise_fd_limit`]); their logs go to
+//! files under the system temp directory.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::process::{Child, Command};
+
+pub const API_KEY: &str = "bench-api-key-0123456789abcdef";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Target {
+    Tidings,
+    Peer,
+    Floor,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Tidings => "tidings",
+            Target::Peer => "peer",
+            Target::Floor => "floor",
+        }
+    }
+}
+
+/// Raises this process' (and so its children's) open-file limit as far as
+/// allowed; returns the new soft limit.
+pub fn raise_fd_limit(wanted: u64) -> u64 {
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+    // As root the hard limit itself may be raised.
+    if rlimit::Resource::NOFILE.set(wanted, wanted.max(hard)).is_ok() {
+        return wanted;
+    }
+    let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    rlimit::Resource::NOFILE.get().map(|(s, _)| s).unwrap_or(hard)
+}
+
+pub struct Server {
+    pub target: Target,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Resident set size in KiB, from /proc/<pid>/status.
+    pub fn rss_kb(&self) -> u64 {
+        rss_kb(self.pid())
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+pub fn default_tidings_bin() -> PathBuf {
+    std::env::var_os("TIDINGS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/release/tidings"))
+}
+
+pub fn default_floor_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("bench-floor")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| workspace_root().join("target/release/bench-floor"))
+}
+
+pub fn peer_dir() -> PathBuf {
+    workspace_root().join("bench/peer")
+}
+
+fn log_file(name: &str) -> Result<(PathBuf, std::fs::File)> {
+    let path = std::env::temp_dir().join(format!(
+        "tidings-bench-{name}-{}.log",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let file = std::fs::File::create(&path)?;
+    Ok((path, file))
+}
+
+/// Applies the migrations (`tidings migrate`) so the schema exists.
+pub async fn migrate(tidings_bin: &PathBuf, database_url: &str) -> Result<()> {
+    let status = tokio::time::timeout(
+        Duration::from_secs(120),
+        Command::new(tidings_bin)
+            .arg("migrate")
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .status(),
+    )
+    .await
+    .context("migrate timed out")?
+    .with_context(|| format!("run {}", tidings_bin.display()))?;
+    if !status.success() {
+        bail!("tidings migrate failed: {status}");
+    }
+    Ok(())
+}
+
+pub struct TidingsOptions<'a> {
+    pub bin: &'a PathBuf,
+    pub database_url: &'a str,
+    pub redis: Option<(&'a str, &'a str)>,
+}
+
+pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
+    let port = free_port()?;
+    let (log, file) = log_file("tidings")?;
+    let mut cmd = Command::new(o.bin);
+    cmd.env("TIDINGS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", o.database_url)
+        .env("TIDINGS_API_KEY", API_KEY)
+        .env("TIDINGS_MAX_FAILED_AUTH_PER_ADDRESS", "1000000")
+        .env("TIDINGS_AUTH_DEADLINE_SECS", "0")
+        .env("TIDINGS_SOCKET_EVENTS_PER_SEC", "100000")
+        .env("TIDINGS_SOCKET_EVENTS_BURST", "100000")
+        .env("TIDINGS_LOG_FORMAT", "text")
+        .env("RUST_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()))
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true);
+    if let Some((url, prefix)) = o.redis {
+        cmd.env("REDIS_URL", url).env("TIDINGS_REDIS_PREFIX", prefix);
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("spawn {}", o.bin.display()))?;
+    let server = Server {
+        target: Target::Tidings,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        log,
+        child,
+    };
+    wait_http_ready(&server, "/readyz").await?;
+    Ok(server)
+}
+
+pub async fn spawn_peer(database_url: &str) -> Result<Server> {
+    let port = free_port()?;
+    let (log, file) = log_file("peer")?;
+    let dir = peer_dir();
+    if !dir.join("node_modules").exists() {
+        bail!(
+            "bench/peer/node_modules is missing: run `npm ci` in {}",
+            dir.display()
+        );
+    }
+    let child = Command::new("node")
+        .arg(dir.join("server.js"))
+        .env("PORT", port.to_string())
+        .env("DATABASE_URL", database_url)
+        .env("API_KEY", API_KEY)
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn node (is Node.js installed?)")?;
+    let server = Server {
+        target: Target::Peer,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        log,
+        child,
+    };
+    wait_http_ready(&server, "/readyz").await?;
+    Ok(server)
+}
+
+pub async fn spawn_floor(bin: &PathBuf) -> Result<Server> {
+    let port = free_port()?;
+    let (log, file) = log_file("floor")?;
+    let child = Command::new(bin)
+        .env("FLOOR_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("spawn {}", bin.display()))?;
+    let server = Server {
+        target: Target::Floor,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        log,
+        child,
+    };
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(server.addr).await.is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("floor did not listen within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(server)
+}
+
+async fn wait_http_ready(server: &Server, path: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    let url = format!("http://{}{path}", server.addr);
+    let start = Instant::now();
+    loop {
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), http.get(&url).send()).await
+        {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+            bail!(
+                "{} not ready within 60 s; log {}:\n{}",
+                server.target.name(),
+                server.log.display(),
+                log.chars().take(4000).collect::<String>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
