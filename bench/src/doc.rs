@@ -48,7 +48,10 @@ fn scenario_table(out: &mut String, rows: &[Row], scenario: &str) {
     let targets: Vec<&str> = TARGETS
         .iter()
         .copied()
-        .filter(|t| rows.iter().any(|r| r.scenario == scenario && r.target == *t))
+        .filter(|t| {
+            rows.iter()
+                .any(|r| r.scenario == scenario && r.target == *t)
+        })
         .collect();
     let n = |t: &str| {
         rows.iter()
@@ -131,14 +134,54 @@ fn checks(rows: &[Row]) -> Vec<Check> {
         _ => None,
     };
     vec![
-        Check { what: "idle memory per connection (KiB)", value: idle_kb, goal: "≤ 20 KB", met: idle_kb.map(|v| v <= 20.0 * 1000.0 / 1024.0) },
-        Check { what: "idle memory, Tidings / peer", value: idle_ratio, goal: "≤ 0.40", met: idle_ratio.map(|v| v <= 0.40) },
-        Check { what: "warm auth storm auths/s, Tidings / peer", value: warm, goal: "≥ 10", met: warm.map(|v| v >= 10.0) },
-        Check { what: "cold auth storm auths/s, Tidings / peer", value: cold, goal: "≥ 1", met: cold.map(|v| v >= 1.0) },
-        Check { what: "push latency p99 (ms)", value: push_p99, goal: "≤ 10 ms at 10k users", met: push_p99.map(|v| v <= 10.0) },
-        Check { what: "fanout deliveries/s, Tidings / peer", value: fan_peer, goal: "≥ 5", met: fan_peer.map(|v| v >= 5.0) },
-        Check { what: "fanout deliveries/s, Tidings / floor", value: fan_floor, goal: "≥ 0.70", met: fan_floor.map(|v| v >= 0.70) },
-        Check { what: "cluster push p99 minus single-node p99 (ms)", value: cluster_add, goal: "≤ 2 ms", met: cluster_add.map(|v| v <= 2.0) },
+        Check {
+            what: "idle memory per connection (KiB)",
+            value: idle_kb,
+            goal: "≤ 20 KB",
+            met: idle_kb.map(|v| v <= 20.0 * 1000.0 / 1024.0),
+        },
+        Check {
+            what: "idle memory, Tidings / peer",
+            value: idle_ratio,
+            goal: "≤ 0.40",
+            met: idle_ratio.map(|v| v <= 0.40),
+        },
+        Check {
+            what: "warm auth storm auths/s, Tidings / peer",
+            value: warm,
+            goal: "≥ 10",
+            met: warm.map(|v| v >= 10.0),
+        },
+        Check {
+            what: "cold auth storm auths/s, Tidings / peer",
+            value: cold,
+            goal: "≥ 1",
+            met: cold.map(|v| v >= 1.0),
+        },
+        Check {
+            what: "push latency p99 (ms)",
+            value: push_p99,
+            goal: "≤ 10 ms at 10k users",
+            met: push_p99.map(|v| v <= 10.0),
+        },
+        Check {
+            what: "fanout deliveries/s, Tidings / peer",
+            value: fan_peer,
+            goal: "≥ 5",
+            met: fan_peer.map(|v| v >= 5.0),
+        },
+        Check {
+            what: "fanout deliveries/s, Tidings / floor",
+            value: fan_floor,
+            goal: "≥ 0.70",
+            met: fan_floor.map(|v| v >= 0.70),
+        },
+        Check {
+            what: "cluster push p99 minus single-node p99 (ms)",
+            value: cluster_add,
+            goal: "≤ 2 ms",
+            met: cluster_add.map(|v| v <= 2.0),
+        },
     ]
 }
 
@@ -148,13 +191,20 @@ pub fn bar_chart(path: &Path, values: &[(usize, f64)]) -> Result<()> {
     root.fill(&WHITE)?;
     let max = values.iter().map(|(_, v)| *v).fold(0.0f64, f64::max);
     if max > 0.0 {
-        let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(127, 127, 127)];
+        let colors = [
+            RGBColor(31, 119, 180),
+            RGBColor(255, 127, 14),
+            RGBColor(127, 127, 127),
+        ];
         let slot = 480 / values.len().max(1) as i32;
         for (i, (target, v)) in values.iter().enumerate() {
             let h = ((v / max) * 280.0) as i32;
             let x0 = i as i32 * slot + slot / 5;
             let x1 = (i as i32 + 1) * slot - slot / 5;
-            root.draw(&Rectangle::new([(x0, 310 - h), (x1, 310)], colors[*target % 3].filled()))?;
+            root.draw(&Rectangle::new(
+                [(x0, 310 - h), (x1, 310)],
+                colors[*target % 3].filled(),
+            ))?;
         }
         root.draw(&PathElement::new(vec![(0, 310), (480, 310)], BLACK))?;
     }
@@ -168,7 +218,11 @@ pub fn write(rows: &[Row], out: &Path, command: &str) -> Result<()> {
     std::fs::create_dir_all(&charts)?;
     let mut md = String::new();
     md.push_str(include_str!("doc_method.md"));
-    let _ = writeln!(md, "\n## This run\n\nMachine: {}.\n\nCommand: `{command}`\n", machine());
+    let _ = writeln!(
+        md,
+        "\n## This run\n\nMachine: {}.\n\nCommand: `{command}`\n",
+        machine()
+    );
     md.push_str("\n## Targets\n\n| target | measured | goal | met |\n|---|---:|---|---|\n");
     for c in checks(rows) {
         let _ = writeln!(
@@ -206,11 +260,36 @@ pub fn write(rows: &[Row], out: &Path, command: &str) -> Result<()> {
     }
     md.push_str("\n## Charts\n\nBars: Tidings blue, peer orange, floor grey (no axis text: the charts are drawn without fonts; the numbers are in the tables above).\n\n");
     for (scenario, metric, file, caption) in [
-        ("idle", "rss_per_conn", "idle-rss.png", "idle: server RSS per connection (lower is better)"),
-        ("auth-storm-warm", "auths_per_s", "auth-warm.png", "warm auth storm: auths/s (higher is better)"),
-        ("auth-storm-cold", "auths_per_s", "auth-cold.png", "cold auth storm: auths/s (higher is better)"),
-        ("push-latency", "p99", "push-p99.png", "push latency p99 (lower is better)"),
-        ("fanout", "deliveries_per_s", "fanout-rate.png", "fanout deliveries/s (higher is better)"),
+        (
+            "idle",
+            "rss_per_conn",
+            "idle-rss.png",
+            "idle: server RSS per connection (lower is better)",
+        ),
+        (
+            "auth-storm-warm",
+            "auths_per_s",
+            "auth-warm.png",
+            "warm auth storm: auths/s (higher is better)",
+        ),
+        (
+            "auth-storm-cold",
+            "auths_per_s",
+            "auth-cold.png",
+            "cold auth storm: auths/s (higher is better)",
+        ),
+        (
+            "push-latency",
+            "p99",
+            "push-p99.png",
+            "push latency p99 (lower is better)",
+        ),
+        (
+            "fanout",
+            "deliveries_per_s",
+            "fanout-rate.png",
+            "fanout deliveries/s (higher is better)",
+        ),
     ] {
         let values: Vec<(usize, f64)> = TARGETS
             .iter()

@@ -52,9 +52,17 @@ struct Common {
     #[arg(long, env = "BENCH_FLOOR_BIN")]
     floor_bin: Option<PathBuf>,
     /// A PostgreSQL database to connect to for CREATE DATABASE.
-    #[arg(long, env = "BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
     postgres_url: String,
-    #[arg(long, env = "BENCH_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     redis_url: String,
     /// push-latency: sendMessage requests per second.
     #[arg(long, env = "BENCH_RATE", default_value_t = 200)]
@@ -114,8 +122,14 @@ fn settings(c: &Common) -> Result<Settings> {
     eprintln!("hashing the shared secret (argon2id m=19456 t=2 p=1), once per run");
     Ok(Settings {
         db: c.db,
-        tidings_bin: c.tidings_bin.clone().unwrap_or_else(servers::default_tidings_bin),
-        floor_bin: c.floor_bin.clone().unwrap_or_else(servers::default_floor_bin),
+        tidings_bin: c
+            .tidings_bin
+            .clone()
+            .unwrap_or_else(servers::default_tidings_bin),
+        floor_bin: c
+            .floor_bin
+            .clone()
+            .unwrap_or_else(servers::default_floor_bin),
         pg_admin_url: c.postgres_url.clone(),
         redis_url: c.redis_url.clone(),
         rate: c.rate,
@@ -162,37 +176,70 @@ async fn main() -> Result<()> {
             return Ok(());
         }
         Cmd::All(a) => (a.common.clone(), a.doc.clone()),
-        Cmd::Idle(c) | Cmd::AuthStorm(c) | Cmd::PushLatency(c) | Cmd::Fanout(c) | Cmd::Cluster(c) => {
-            (c.clone(), None)
-        }
+        Cmd::Idle(c)
+        | Cmd::AuthStorm(c)
+        | Cmd::PushLatency(c)
+        | Cmd::Fanout(c)
+        | Cmd::Cluster(c) => (c.clone(), None),
     };
     let s = settings(&common)?;
     let targets = common.target.clone();
     let n = common.n;
     match &cli.command {
-        Cmd::Idle(_) => run("idle", &s, &targets, &mut rows, async |s, t| scenarios::idle(s, t, n).await).await,
+        Cmd::Idle(_) => {
+            run("idle", &s, &targets, &mut rows, async |s, t| {
+                scenarios::idle(s, t, n).await
+            })
+            .await
+        }
         Cmd::AuthStorm(_) => {
-            run("auth-storm", &s, &targets, &mut rows, async |s, t| scenarios::auth_storm(s, t, n).await).await
+            run("auth-storm", &s, &targets, &mut rows, async |s, t| {
+                scenarios::auth_storm(s, t, n).await
+            })
+            .await
         }
         Cmd::PushLatency(_) => {
-            run("push-latency", &s, &targets, &mut rows, async |s, t| scenarios::push_latency(s, t, n).await).await
+            run("push-latency", &s, &targets, &mut rows, async |s, t| {
+                scenarios::push_latency(s, t, n).await
+            })
+            .await
         }
-        Cmd::Fanout(_) => run("fanout", &s, &targets, &mut rows, async |s, t| scenarios::fanout(s, t, n).await).await,
+        Cmd::Fanout(_) => {
+            run("fanout", &s, &targets, &mut rows, async |s, t| {
+                scenarios::fanout(s, t, n).await
+            })
+            .await
+        }
         Cmd::Cluster(_) => {
-            run("cluster", &s, &targets, &mut rows, async |s, t| scenarios::cluster(s, t, n, n).await).await
+            run("cluster", &s, &targets, &mut rows, async |s, t| {
+                scenarios::cluster(s, t, n, n).await
+            })
+            .await
         }
         Cmd::All(a) => {
             let size = |v: usize| a.all_n.unwrap_or(v);
-            let (idle_n, storm_n, push_n, fanout_n) =
-                (size(a.idle_n), size(a.storm_n), size(a.push_n), size(a.fanout_n));
-            run("idle", &s, &targets, &mut rows, async |s, t| scenarios::idle(s, t, idle_n).await).await;
-            run("auth-storm", &s, &targets, &mut rows, async |s, t| scenarios::auth_storm(s, t, storm_n).await)
-                .await;
+            let (idle_n, storm_n, push_n, fanout_n) = (
+                size(a.idle_n),
+                size(a.storm_n),
+                size(a.push_n),
+                size(a.fanout_n),
+            );
+            run("idle", &s, &targets, &mut rows, async |s, t| {
+                scenarios::idle(s, t, idle_n).await
+            })
+            .await;
+            run("auth-storm", &s, &targets, &mut rows, async |s, t| {
+                scenarios::auth_storm(s, t, storm_n).await
+            })
+            .await;
             run("push-latency", &s, &targets, &mut rows, async |s, t| {
                 scenarios::push_latency(s, t, push_n).await
             })
             .await;
-            run("fanout", &s, &targets, &mut rows, async |s, t| scenarios::fanout(s, t, fanout_n).await).await;
+            run("fanout", &s, &targets, &mut rows, async |s, t| {
+                scenarios::fanout(s, t, fanout_n).await
+            })
+            .await;
             run("cluster", &s, &targets, &mut rows, async |s, t| {
                 scenarios::cluster(s, t, push_n, fanout_n).await
             })

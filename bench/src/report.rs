@@ -16,7 +16,14 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(scenario: &str, target: &str, n: usize, metric: &str, value: f64, unit: &str) -> Self {
+    pub fn new(
+        scenario: &str,
+        target: &str,
+        n: usize,
+        metric: &str,
+        value: f64,
+        unit: &str,
+    ) -> Self {
         Self {
             scenario: scenario.into(),
             target: target.into(),
@@ -34,8 +41,8 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<22} {:<8} {:>7} {:<26} {:>14} {}",
-        "scenario", "target", "n", "metric", "value", "unit"
+        "{:<22} {:<8} {:>7} {:<26} {:>14} unit",
+        "scenario", "target", "n", "metric", "value"
     );
     for r in rows {
         let _ = writeln!(
@@ -67,7 +74,14 @@ pub fn parse_csv(text: &str) -> Vec<Row> {
             if f.len() != 6 {
                 return None;
             }
-            Some(Row::new(f[0], f[1], f[2].parse().ok()?, f[3], f[4].parse().ok()?, f[5]))
+            Some(Row::new(
+                f[0],
+                f[1],
+                f[2].parse().ok()?,
+                f[3],
+                f[4].parse().ok()?,
+                f[5],
+            ))
         })
         .collect()
 }

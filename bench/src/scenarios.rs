@@ -98,12 +98,22 @@ async fn deploy(s: &Settings, target: Target, n: usize, nodes: usize) -> Result<
     // The peer and clusters need PostgreSQL; a lone Tidings may use SQLite.
     let use_pg = target == Target::Peer || nodes > 1 || s.db == Db::Postgres;
     let (url, pg_db, sqlite) = if use_pg {
-        let name = format!("tidings_bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let name = format!(
+            "tidings_bench_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let url = seed::create_pg_database(&s.pg_admin_url, &name).await?;
         (url, Some(name), None)
     } else {
-        let path = std::env::temp_dir().join(format!("tidings-bench-{}.db", uuid::Uuid::new_v4().simple()));
-        (format!("sqlite://{}?mode=rwc", path.display()), None, Some(path))
+        let path = std::env::temp_dir().join(format!(
+            "tidings-bench-{}.db",
+            uuid::Uuid::new_v4().simple()
+        ));
+        (
+            format!("sqlite://{}?mode=rwc", path.display()),
+            None,
+            Some(path),
+        )
     };
     let mut d = Deployment {
         servers: Vec::new(),
@@ -118,7 +128,10 @@ async fn deploy(s: &Settings, target: Target, n: usize, nodes: usize) -> Result<
         let t = Instant::now();
         d.users = seed::seed_users(&url, n, &s.hash).await?;
         eprintln!("  seeded {n} users in {:.1} s", t.elapsed().as_secs_f64());
-        let prefix = format!("tidings_bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let prefix = format!(
+            "tidings_bench_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         for _ in 0..nodes {
             let server = match target {
                 Target::Tidings => {
@@ -151,7 +164,12 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(label: String, total: usize, done: Arc<AtomicUsize>, failed: Arc<AtomicUsize>) -> Self {
+    fn start(
+        label: String,
+        total: usize,
+        done: Arc<AtomicUsize>,
+        failed: Arc<AtomicUsize>,
+    ) -> Self {
         let start = Instant::now();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -246,7 +264,11 @@ async fn connect_all(
     let took = start.elapsed();
     let failed = failed.load(Ordering::Relaxed);
     if failed > 0 {
-        let e = first_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+        let e = first_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or_default();
         eprintln!("  [{label}] {failed} of {count} failed; first error: {e}");
     }
     (conns, took)
@@ -267,7 +289,11 @@ pub async fn idle(s: &Settings, target: Target, n: usize) -> Result<Vec<Row>> {
     let d = deploy(s, target, n, 1).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss0 = d.servers[0].rss_kb();
-    let setup = if target == Target::Floor { Setup::Connect } else { Setup::Auth };
+    let setup = if target == Target::Floor {
+        Setup::Connect
+    } else {
+        Setup::Auth
+    };
     let (conns, took) = connect_all(s, &d, &label, n, setup, |_| consume_all()).await;
     let ok = ok_count(&conns);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -275,7 +301,11 @@ pub async fn idle(s: &Settings, target: Target, n: usize) -> Result<Vec<Row>> {
     drop(conns);
     d.teardown(s).await;
     let t = target.name();
-    let per = if ok > 0 { rss1.saturating_sub(rss0) as f64 / ok as f64 } else { 0.0 };
+    let per = if ok > 0 {
+        rss1.saturating_sub(rss0) as f64 / ok as f64
+    } else {
+        0.0
+    };
     Ok(vec![
         Row::new("idle", t, n, "connected", ok as f64, "sockets"),
         Row::new("idle", t, n, "rss_per_conn", per, "KiB"),
@@ -288,7 +318,11 @@ pub async fn idle(s: &Settings, target: Target, n: usize) -> Result<Vec<Row>> {
 // ---------------------------------------------------------------- auth storm
 
 /// Every connection sends `initialConnection` at the same moment.
-async fn storm(conns: Vec<Option<Conn>>, users: &[User], limit: Duration) -> (Vec<Option<Conn>>, Latencies, Duration, usize) {
+async fn storm(
+    conns: Vec<Option<Conn>>,
+    users: &[User],
+    limit: Duration,
+) -> (Vec<Option<Conn>>, Latencies, Duration, usize) {
     let lat = Arc::new(Latencies::new());
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(conns.len());
@@ -328,16 +362,30 @@ pub async fn auth_storm(s: &Settings, target: Target, n: usize) -> Result<Vec<Ro
     for phase in ["cold", "warm"] {
         let label = format!("auth-storm {phase} {t} connect");
         let (conns, _) = connect_all(s, &d, &label, n, Setup::Connect, |_| consume_all()).await;
-        eprintln!("  [auth-storm {phase} {t}] {} sockets open; authenticating all at once", ok_count(&conns));
+        eprintln!(
+            "  [auth-storm {phase} {t}] {} sockets open; authenticating all at once",
+            ok_count(&conns)
+        );
         let (conns, lat, took, ok) = storm(conns, &d.users, s.phase_limit).await;
         let sum = lat.summary();
         let sc = format!("auth-storm-{phase}");
         rows.push(Row::new(&sc, t, n, "authenticated", ok as f64, "sockets"));
-        rows.push(Row::new(&sc, t, n, "auths_per_s", ok as f64 / took.as_secs_f64(), "1/s"));
+        rows.push(Row::new(
+            &sc,
+            t,
+            n,
+            "auths_per_s",
+            ok as f64 / took.as_secs_f64(),
+            "1/s",
+        ));
         rows.push(Row::new(&sc, t, n, "all_in", took.as_secs_f64(), "s"));
         rows.push(Row::new(&sc, t, n, "p50", sum.p50_ms, "ms"));
         rows.push(Row::new(&sc, t, n, "p99", sum.p99_ms, "ms"));
-        eprintln!("  [auth-storm {phase} {t}] {ok}/{n} in {:.2} s, p99 {:.1} ms", took.as_secs_f64(), sum.p99_ms);
+        eprintln!(
+            "  [auth-storm {phase} {t}] {ok}/{n} in {:.2} s, p99 {:.1} ms",
+            took.as_secs_f64(),
+            sum.p99_ms
+        );
         // Drop every socket, then reconnect on the same server (warm).
         drop(conns);
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -355,7 +403,13 @@ fn basic(user: &User) -> String {
     )
 }
 
-async fn graphql(http: &reqwest::Client, addr: SocketAddr, user: &User, query: &str, vars: Value) -> Result<Value> {
+async fn graphql(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    user: &User,
+    query: &str,
+    vars: Value,
+) -> Result<Value> {
     let r = tokio::time::timeout(
         sio::STEP,
         http.post(format!("http://{addr}/graphql"))
@@ -376,7 +430,13 @@ pub async fn push_latency(s: &Settings, target: Target, n: usize) -> Result<Vec<
     push_latency_on(s, target, n, 1, "push-latency").await
 }
 
-async fn push_latency_on(s: &Settings, target: Target, n: usize, nodes: usize, scenario: &str) -> Result<Vec<Row>> {
+async fn push_latency_on(
+    s: &Settings,
+    target: Target,
+    n: usize,
+    nodes: usize,
+    scenario: &str,
+) -> Result<Vec<Row>> {
     if target == Target::Floor {
         eprintln!("  {scenario}: the floor has no users or chatrooms; skipped");
         return Ok(Vec::new());
@@ -389,7 +449,13 @@ async fn push_latency_on(s: &Settings, target: Target, n: usize, nodes: usize, s
     result
 }
 
-async fn push_latency_run(s: &Settings, d: &Deployment, t: &str, n: usize, scenario: &str) -> Result<Vec<Row>> {
+async fn push_latency_run(
+    s: &Settings,
+    d: &Deployment,
+    t: &str,
+    n: usize,
+    scenario: &str,
+) -> Result<Vec<Row>> {
     let k = s.pairs.clamp(1, n / 2);
     let half = n / 2;
     let lat = Arc::new(Latencies::new());
@@ -399,7 +465,10 @@ async fn push_latency_run(s: &Settings, d: &Deployment, t: &str, n: usize, scena
             let lat = lat.clone();
             let tap: Tap = Arc::new(move |name: &str, arg: &Value, at: u64| {
                 if name == "chatroom" {
-                    if let Some(sent) = arg["message"]["content"].as_str().and_then(|c| c.parse::<u64>().ok()) {
+                    if let Some(sent) = arg["message"]["content"]
+                        .as_str()
+                        .and_then(|c| c.parse::<u64>().ok())
+                    {
                         lat.record(sent, at);
                     }
                 }
@@ -412,8 +481,13 @@ async fn push_latency_run(s: &Settings, d: &Deployment, t: &str, n: usize, scena
     })
     .await;
     let connected = ok_count(&conns);
-    eprintln!("  [{label}] {connected}/{n} authenticated in {:.1} s", took.as_secs_f64());
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    eprintln!(
+        "  [{label}] {connected}/{n} authenticated in {:.1} s",
+        took.as_secs_f64()
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     // One direct chatroom per pair, created by the sender.
     let mut rooms = Vec::with_capacity(k);
     for i in 0..k {
@@ -426,7 +500,10 @@ async fn push_latency_run(s: &Settings, d: &Deployment, t: &str, n: usize, scena
         )
         .await
         .context("getLocation")?;
-        let id = data["getLocation"]["id"].as_str().context("chatroom id")?.to_owned();
+        let id = data["getLocation"]["id"]
+            .as_str()
+            .context("chatroom id")?
+            .to_owned();
         rooms.push(id);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -497,19 +574,35 @@ pub async fn fanout(s: &Settings, target: Target, n: usize) -> Result<Vec<Row>> 
     fanout_on(s, target, n, 1, "fanout").await
 }
 
-async fn fanout_on(s: &Settings, target: Target, n: usize, nodes: usize, scenario: &str) -> Result<Vec<Row>> {
+async fn fanout_on(
+    s: &Settings,
+    target: Target,
+    n: usize,
+    nodes: usize,
+    scenario: &str,
+) -> Result<Vec<Row>> {
     let d = deploy(s, target, n, nodes).await?;
     let result = fanout_run(s, &d, target, n, scenario).await;
     d.teardown(s).await;
     result
 }
 
-async fn fanout_run(s: &Settings, d: &Deployment, target: Target, n: usize, scenario: &str) -> Result<Vec<Row>> {
+async fn fanout_run(
+    s: &Settings,
+    d: &Deployment,
+    target: Target,
+    n: usize,
+    scenario: &str,
+) -> Result<Vec<Row>> {
     let t = target.name();
     let label = format!("{scenario} {t}");
     let lat = Arc::new(Latencies::new());
     let recording = Arc::new(AtomicBool::new(false));
-    let setup = if target == Target::Floor { Setup::Connect } else { Setup::AuthJoin };
+    let setup = if target == Target::Floor {
+        Setup::Connect
+    } else {
+        Setup::AuthJoin
+    };
     let (conns, took) = connect_all(s, d, &label, n, setup, |_| {
         let (lat, recording) = (lat.clone(), recording.clone());
         let tap: Tap = Arc::new(move |name: &str, arg: &Value, at: u64| {
@@ -524,7 +617,10 @@ async fn fanout_run(s: &Settings, d: &Deployment, target: Target, n: usize, scen
     })
     .await;
     let connected = ok_count(&conns);
-    eprintln!("  [{label}] {connected}/{n} in the room in {:.1} s", took.as_secs_f64());
+    eprintln!(
+        "  [{label}] {connected}/{n} in the room in {:.1} s",
+        took.as_secs_f64()
+    );
     recording.store(true, Ordering::Relaxed);
     let http = reqwest::Client::new();
     // The floor's publisher is one more WebSocket sending control frames.
@@ -571,7 +667,11 @@ async fn fanout_run(s: &Settings, d: &Deployment, target: Target, n: usize, scen
     drop(conns);
     let sum = lat.summary();
     let span_s = lat.last_ns().saturating_sub(start_ns) as f64 / 1e9;
-    let rate = if span_s > 0.0 { sum.count as f64 / span_s } else { 0.0 };
+    let rate = if span_s > 0.0 {
+        sum.count as f64 / span_s
+    } else {
+        0.0
+    };
     eprintln!(
         "  [{label}] {} of {expected} delivered, {:.0}/s, p50 {:.1} p99 {:.1} max {:.1} ms",
         sum.count, rate, sum.p50_ms, sum.p99_ms, sum.max_ms
@@ -593,9 +693,17 @@ async fn fanout_run(s: &Settings, d: &Deployment, target: Target, n: usize, scen
 
 /// push-latency and fanout on two Tidings nodes sharing PostgreSQL and Redis:
 /// sockets on node A, requests to node B.
-pub async fn cluster(s: &Settings, target: Target, push_n: usize, fanout_n: usize) -> Result<Vec<Row>> {
+pub async fn cluster(
+    s: &Settings,
+    target: Target,
+    push_n: usize,
+    fanout_n: usize,
+) -> Result<Vec<Row>> {
     if target != Target::Tidings {
-        eprintln!("  cluster: only Tidings runs as a cluster here; skipped for {}", target.name());
+        eprintln!(
+            "  cluster: only Tidings runs as a cluster here; skipped for {}",
+            target.name()
+        );
         return Ok(Vec::new());
     }
     let mut rows = push_latency_on(s, target, push_n, 2, "cluster-push-latency").await?;

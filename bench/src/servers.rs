@@ -35,11 +35,17 @@ impl Target {
 pub fn raise_fd_limit(wanted: u64) -> u64 {
     let (_, hard) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
     // As root the hard limit itself may be raised.
-    if rlimit::Resource::NOFILE.set(wanted, wanted.max(hard)).is_ok() {
+    if rlimit::Resource::NOFILE
+        .set(wanted, wanted.max(hard))
+        .is_ok()
+    {
         return wanted;
     }
     let _ = rlimit::Resource::NOFILE.set(hard, hard);
-    rlimit::Resource::NOFILE.get().map(|(s, _)| s).unwrap_or(hard)
+    rlimit::Resource::NOFILE
+        .get()
+        .map(|(s, _)| s)
+        .unwrap_or(hard)
 }
 
 pub struct Server {
@@ -152,13 +158,17 @@ pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
         .env("TIDINGS_SOCKET_EVENTS_PER_SEC", "100000")
         .env("TIDINGS_SOCKET_EVENTS_BURST", "100000")
         .env("TIDINGS_LOG_FORMAT", "text")
-        .env("RUST_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
+        )
         .env_remove("REDIS_URL")
         .stdout(Stdio::from(file.try_clone()?))
         .stderr(Stdio::from(file))
         .kill_on_drop(true);
     if let Some((url, prefix)) = o.redis {
-        cmd.env("REDIS_URL", url).env("TIDINGS_REDIS_PREFIX", prefix);
+        cmd.env("REDIS_URL", url)
+            .env("TIDINGS_REDIS_PREFIX", prefix);
     }
     let child = cmd
         .spawn()

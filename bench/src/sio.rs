@@ -166,7 +166,9 @@ impl Conn {
     }
 
     pub async fn join_room(&mut self, room: &str) -> Result<()> {
-        let args = self.emit_ack("joinRoom", &Value::String(room.into())).await?;
+        let args = self
+            .emit_ack("joinRoom", &Value::String(room.into()))
+            .await?;
         match args.first() {
             Some(v) if v["ok"] == Value::Bool(true) => Ok(()),
             other => Err(anyhow!("joinRoom refused: {other:?}")),
@@ -236,12 +238,11 @@ async fn drive(
                         }
                     }
                     Framing::SocketIo => match text.as_str().split_at_checked(1) {
-                        Some(("0", _)) => {
-                            if sink.send(Message::text("40")).await.is_err() { break; }
-                        }
-                        Some(("2", _)) => {
-                            if sink.send(Message::text("3")).await.is_err() { break; }
-                        }
+                        // Engine.IO open: ask for the Socket.IO connect.
+                        Some(("0", _)) if sink.send(Message::text("40")).await.is_err() => break,
+                        // Engine.IO ping: pong.
+                        Some(("2", _)) if sink.send(Message::text("3")).await.is_err() => break,
+                        Some(("0" | "2", _)) => {}
                         Some(("1", _)) => break,
                         Some(("4", sio)) => match decode_sio(sio) {
                             Some(Incoming::Event(name, args)) => {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tidings_bench::report::Row;
 use tidings_bench::scenarios::{self, Db, Settings};
-use tidings_bench::servers::{self, Target};
 use tidings_bench::seed;
+use tidings_bench::servers::{self, Target};
 
 const N: usize = 20;
 
@@ -20,7 +20,10 @@ fn settings() -> Option<Settings> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/debug/tidings"));
     if !bin.exists() {
-        eprintln!("skipping: no Tidings binary at {} (set TIDINGS_BIN or build it)", bin.display());
+        eprintln!(
+            "skipping: no Tidings binary at {} (set TIDINGS_BIN or build it)",
+            bin.display()
+        );
         return None;
     }
     servers::raise_fd_limit(65536);
@@ -30,7 +33,8 @@ fn settings() -> Option<Settings> {
         floor_bin: servers::default_floor_bin(),
         pg_admin_url: std::env::var("BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
-        redis_url: std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        redis_url: std::env::var("BENCH_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         rate: 20,
         seconds: 1,
         pairs: 5,
@@ -59,9 +63,20 @@ async fn every_scenario_runs_at_small_n() {
     let Some(s) = settings() else { return };
     let t = Target::Tidings;
     check("idle", &scenarios::idle(&s, t, N).await.expect("idle"));
-    check("auth-storm", &scenarios::auth_storm(&s, t, N).await.expect("auth-storm"));
-    check("push-latency", &scenarios::push_latency(&s, t, N).await.expect("push-latency"));
-    check("fanout", &scenarios::fanout(&s, t, N).await.expect("fanout"));
+    check(
+        "auth-storm",
+        &scenarios::auth_storm(&s, t, N).await.expect("auth-storm"),
+    );
+    check(
+        "push-latency",
+        &scenarios::push_latency(&s, t, N)
+            .await
+            .expect("push-latency"),
+    );
+    check(
+        "fanout",
+        &scenarios::fanout(&s, t, N).await.expect("fanout"),
+    );
     if reachable("127.0.0.1:5432").await && reachable("127.0.0.1:6379").await {
         let rows = scenarios::cluster(&s, t, N, N).await.expect("cluster");
         check("cluster", &rows);
