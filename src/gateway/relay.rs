@@ -101,7 +101,7 @@ async fn forward<A: Adapter>(
         _ => return Err(RelayError::NotJoined),
     };
     let in_between = config.relay_in_between_types.contains(&kind);
-    if in_between && (now_ms() - timestamp).abs() > config.relay_max_age_ms {
+    if in_between && now_ms().abs_diff(timestamp) > config.relay_max_age_ms.unsigned_abs() {
         return Err(RelayError::Stale);
     }
     if !(in_between && config.log_format == LogFormat::Json) {
