@@ -47,6 +47,7 @@ const {
   redisPublish,
   redisSubscribe,
   startNode,
+  sendMessage,
 } = require('./helpers');
 
 const NODE_COUNT = 3;
@@ -585,6 +586,70 @@ describe('BackgroundPush published with a plain Redis client', () => {
   });
 });
 
+const CREATE_CHATROOM = 'mutation($n:String!,$m:[ID!]!){ createChatroom(name:$n, memberIds:$m){ id } }';
+const REMOVE_MEMBER =
+  'mutation($c:ID!,$u:ID!){ removeChatroomMember(chatroomId:$c, userId:$u){ id memberIds } }';
+
+/** Relays an event of `type` from `handle` to `room`; the ack must say ok. */
+async function relayTo(handle, room, type) {
+  const event = { type, timestamp: Date.now(), userId: null, payload: { from: handle.events.label }, room };
+  assert.deepEqual(await emitWithAck(handle, 'event', event), [{ ok: true }], `${handle.events.label} relays ${type}`);
+}
+
+describe('live chatroom membership across nodes', () => {
+  it('removeChatroomMember on one node cuts the removed user off on all three at once; the others still hear the room', async () => {
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((p) => signUp(balancer(), p)));
+    const { createChatroom: created } = await graphql(nodes[0], CREATE_CHATROOM, { n: 'ops', m: [b.id, c.id] }, a);
+    const chatroom = created.id;
+    const room = `chatroom:${chatroom}`;
+    await withSockets(async (track) => {
+      const removed = await socketsOnEveryNode(track, b);
+      const stayed = await socketsOnEveryNode(track, c);
+      // The speaker is on node 3, which holds one of the removed sockets.
+      const speaker = track(await connectAs(4, a, { transports: TRANSPORTS.websocket, address: addresses[2][1] }));
+      assert.equal(await nodeOfSocket(speaker), 2, 'the speaker is on node3');
+      for (const h of [...removed, ...stayed, speaker]) await joinRoom(h, room);
+      await relayTo(speaker, room, 'BEFORE');
+      for (const h of [...removed, ...stayed]) {
+        assert.equal((await h.events.next('event')).type, 'BEFORE', `${h.events.label}: in the room before`);
+      }
+
+      const marks = removed.map((h) => h.events.mark());
+      // Made on node 2; then at once, without waiting for any push: a relay
+      // and typing from node 3, a message sent on node 1.
+      const { removeChatroomMember: after } = await graphql(nodes[1], REMOVE_MEMBER, { c: chatroom, u: b.id }, a);
+      assert.ok(!after.memberIds.includes(b.id), 'the mutation answers without the removed user');
+      await relayTo(speaker, room, 'AFTER');
+      assert.deepEqual(await emitWithAck(speaker, 'typing', { chatroomId: chatroom }), [{ ok: true }]);
+      await sendMessage(nodes[0], a, chatroom, 'after');
+
+      for (const h of stayed) {
+        assert.equal((await h.events.next('event')).type, 'AFTER', `${h.events.label}: still hears events`);
+        assert.equal((await h.events.next('typing')).userId, a.id, `${h.events.label}: still hears typing`);
+        assert.equal((await h.events.next('chatroom')).message.content, 'after', `${h.events.label}: still hears messages`);
+      }
+      const heard = await Promise.all(
+        removed.map((h, k) => h.events.quiet(QUIET_MS, { since: marks[k], events: ['event', 'typing', 'chatroom'] })),
+      );
+      removed.forEach((h, k) =>
+        assert.deepEqual(heard[k], [], `${h.events.label} (on ${nodes[k].name}): nothing more of the room`),
+      );
+      for (const [k, h] of removed.entries()) {
+        const told = await h.events.next('updatedChat');
+        assert.equal(told.chatroomId, chatroom, `${h.events.label}: told of the removal`);
+        assert.ok(!told.memberIds.includes(b.id), `${h.events.label}: without themselves in memberIds`);
+        assert.deepEqual(
+          h.events.unconsumed({ since: marks[k], events: ['updatedChat'] }),
+          [],
+          `${h.events.label}: not told of the message sent after the removal`,
+        );
+        const [ack] = await emitWithAck(h, 'joinRoom', room);
+        assert.match(ack.error, /not a member/, `${h.events.label}: may not join again on ${nodes[k].name}`);
+      }
+    });
+  });
+});
+
 describe('X-Forwarded-For', () => {
   it('each node tells client addresses apart behind nginx (per-address failure limit)', async () => {
     // Two source addresses that reach the same node; the limit is per node.
@@ -663,7 +728,7 @@ describe('presence across nodes', () => {
         await assertQuiet(watchers, watchers.map((w) => w.events.mark()), 'one offline, once');
         const offline = await published.messages.next('message');
         assert.deepEqual([offline.userId, offline.online], [a.id, false]);
-        assert.deepEqual(published.messages.unconsumed(), [], 'one message per transition');
+        assert.deepEqual(await published.messages.quiet(QUIET_MS), [], 'one message per transition');
         await waitFor(async () => (await isOnlineOnEveryNode(b, a)).every((o) => o === false));
       });
     } finally {
@@ -695,7 +760,7 @@ describe('presence across nodes', () => {
         await doomed.exited;
         await expectPresence(watcher, a, false);
         const took = Date.now() - killed;
-        console.log(`# a killed node's user went offline after ${took} ms (bound ${PRESENCE_TIMEOUT_MS} ms)`);
+        console.log(`a killed node's user went offline ${took} ms after the SIGKILL (bound ${PRESENCE_TIMEOUT_MS} ms)`);
         assert.ok(took <= PRESENCE_TIMEOUT_MS, `offline after ${took} ms, bound ${PRESENCE_TIMEOUT_MS} ms`);
         assert.deepEqual(await isOnlineOnEveryNode(b, a), [false, false, false]);
         await assertQuiet([watcher], [watcher.events.mark()], 'swept once, announced once');

@@ -649,7 +649,9 @@ function psql(sql) {
     execFile(
       'psql',
       [POSTGRES_ADMIN_URL, '-v', 'ON_ERROR_STOP=1', '-qAtc', sql],
-      { timeout: 30000 },
+      // CREATE/DROP DATABASE wait for a checkpoint, which takes half a
+      // minute and more when other suites fill the same server.
+      { timeout: 120000 },
       (err, stdout, stderr) => {
         if (err) reject(new Error(`psql ${JSON.stringify(sql)} failed: ${err.message}\n${stderr}`));
         else resolve(stdout);

@@ -20,6 +20,7 @@ const {
   emitWithAck,
   disconnected,
   withSockets,
+  waitFor,
 } = require('./helpers');
 
 const LIMITS = {
@@ -44,35 +45,66 @@ async function authenticated(track, target, user, version = 4, transports = TRAN
   return s;
 }
 
+async function join(socket, room) {
+  assert.deepEqual((await emitWithAck(socket, 'joinRoom', room))[0], { ok: true }, `${socket.events.label} joins ${room}`);
+}
+
 describe('limits', () => {
   for (const [version, transports] of [
     [4, TRANSPORTS.websocket],
     [2, TRANSPORTS.polling],
   ]) {
     it(`events per second (${version}.x over ${transports.join('→')}): refused with "rate limited", a flooder is disconnected, its neighbour is not`, async () => {
-      const alice = await signUp(server, 'alice');
+      const [alice, bob] = await Promise.all([signUp(server, 'alice'), signUp(server, 'bob')]);
       await withSockets(async (track) => {
         const flooder = await authenticated(track, server, alice, version, transports);
-        const neighbour = await authenticated(track, server, alice, 3, TRANSPORTS.polling);
-        const gone = disconnected(flooder, TIMEOUT_MS);
-        // Far more than the burst, without waiting: answered until the
-        // socket is cut off.
-        const answers = [];
-        for (let n = 0; n < 40; n += 1) {
-          flooder.socket.emit('joinRoom', 'topic:flood', (ack) => answers.push(ack));
-        }
-        const reason = await gone;
-        assert.match(reason, /server disconnect|transport close/, `disconnected by the server: ${reason}`);
-        assert.ok(answers.some((a) => a && a.ok === true), `the burst passed: ${JSON.stringify(answers)}`);
-        assert.ok(
-          answers.some((a) => a && a.error === 'rate limited'),
-          `refusals say "rate limited": ${JSON.stringify(answers)}`,
+        // Its ids as the server logs them (the client forgets them on disconnect).
+        const ids = [flooder.socket.id, flooder.socket.io.engine.id].filter(Boolean);
+        // Neighbours: the same user on another socket, and another user.
+        const neighbours = [
+          await authenticated(track, server, alice, 3, TRANSPORTS.polling),
+          await authenticated(track, server, bob, 4, TRANSPORTS.websocket),
+        ];
+        for (const n of neighbours) await join(n, 'topic:calm');
+        // A few more than the burst at once: the excess is refused, each
+        // refusal acknowledged and sent as an `error` event; fewer than the
+        // burst in a row, so the socket stays.
+        const burst = Number(LIMITS.TIDINGS_SOCKET_EVENTS_BURST);
+        const answers = await Promise.all(
+          Array.from({ length: burst + 4 }, () => emitWithAck(flooder, 'joinRoom', 'topic:flood').then(([a]) => a)),
         );
-        assert.equal((await flooder.events.next('error')).error, 'rate limited');
+        const passed = answers.filter((a) => a && a.ok === true).length;
+        const limited = answers.filter((a) => a && a.error === 'rate limited').length;
+        assert.equal(passed + limited, answers.length, `every answer is ok or "rate limited": ${JSON.stringify(answers)}`);
+        assert.ok(passed >= burst / 2, `the burst passed: ${JSON.stringify(answers)}`);
+        assert.ok(limited >= 2, `the excess is refused: ${JSON.stringify(answers)}`);
+        for (let n = 0; n < limited; n += 1) {
+          assert.equal((await flooder.events.next('error')).error, 'rate limited', `\`error\` for refusal ${n + 1}`);
+        }
+        assert.ok(flooder.socket.connected, 'refused a few times, not yet cut off');
 
-        const [ack] = await emitWithAck(neighbour, 'joinRoom', 'topic:calm');
-        assert.deepEqual(ack, { ok: true }, 'the neighbour is served');
-        assert.ok(neighbour.socket.connected, 'and stays connected');
+        // Then far more, without waiting: cut off.
+        const gone = disconnected(flooder, TIMEOUT_MS);
+        for (let n = 0; n < 4 * burst; n += 1) flooder.socket.emit('joinRoom', 'topic:flood', () => {});
+        const reason = await gone;
+        // A long-polling client may see the closed session as a `transport
+        // error` (its next poll is refused): the server's log says who cut.
+        assert.match(reason, /server disconnect|transport close|transport error/, `disconnected: ${reason}`);
+        await waitFor(
+          () => server.log().split('\n').some((l) => l.includes('socket keeps flooding, disconnecting') && ids.some((id) => l.includes(id))),
+          TIMEOUT_MS,
+          () => `the server to log that it cut off the flooder (${ids.join(', ')}); client saw ${reason}`,
+        );
+
+        // Each neighbour is served: its relay reaches the other one.
+        for (const [k, n] of neighbours.entries()) {
+          const other = neighbours[1 - k];
+          const event = { type: 'NOTE', timestamp: Date.now(), payload: { k }, room: 'topic:calm' };
+          assert.deepEqual(await emitWithAck(n, 'event', event), [{ ok: true }], `${n.events.label} is served`);
+          assert.deepEqual((await other.events.next('event')).payload, { k }, `${other.events.label} hears it`);
+          assert.ok(n.socket.connected, `${n.events.label} stays connected`);
+          assert.deepEqual(n.events.unconsumed({ events: ['error'] }), [], `${n.events.label} was never refused`);
+        }
       });
     });
   }

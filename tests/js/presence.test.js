@@ -88,6 +88,28 @@ describe('presence', () => {
     });
   });
 
+  it('re-authenticating as the same user changes nothing; as someone else moves presence', async () => {
+    const [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map((p) => signUp(server, p)));
+    await follow(server, bob, alice);
+    await follow(server, bob, carol);
+    await withSockets(async (track) => {
+      const sb = await authenticated(track, bob, 3, TRANSPORTS.polling);
+      const s = await authenticated(track, alice);
+      await expectPresence(sb, alice, true);
+
+      const mark = sb.events.mark();
+      assert.deepEqual(await emitWithAck(s, 'initialConnection', credentials(alice)), [true]);
+      assert.equal(await s.events.next('auth'), true);
+      assert.deepEqual(await sb.events.quiet(QUIET_MS, { since: mark, events: ['presence'] }), [], 'the same user again: no transition');
+
+      assert.deepEqual(await emitWithAck(s, 'initialConnection', credentials(carol)), [true]);
+      const moved = [await sb.events.next('presence'), await sb.events.next('presence')];
+      const byUser = Object.fromEntries(moved.map((p) => [p.userId, p.online]));
+      assert.deepEqual(byUser, { [alice.id]: false, [carol.id]: true }, `Alice offline, Carol online: ${JSON.stringify(moved)}`);
+      assert.deepEqual([await isOnline(bob, alice), await isOnline(bob, carol)], [false, true]);
+    });
+  });
+
   it('a failed re-authentication takes the socket’s user offline; onlineFollowing lists who is online', async () => {
     const [alice, bob, dave] = await Promise.all(['alice', 'bob', 'dave'].map((p) => signUp(server, p)));
     await follow(server, bob, alice);
