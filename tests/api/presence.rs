@@ -327,7 +327,9 @@ async fn a_node_swept_while_alive_puts_its_users_back() {
         .exec_async(&mut redis)
         .await
         .expect("sweep node 0 by hand");
-    assert!(!is_online(&nodes[1], &bob, &alice).await);
+    // Not asserted here that Alice reads as offline: node 0's next beat
+    // (every 300 ms) may already have put her back. That it did is what the
+    // second `online` transition below shows: it needs the removal first.
 
     expect_presence(&mut bob_socket, &alice, true).await;
     assert!(is_online(&nodes[1], &bob, &alice).await);
