@@ -174,6 +174,7 @@ fn serve_stack<A: Adapter>(
         ServiceBuilder::new()
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .layer(http::cors(&config.allowed_origins))
+            .layer(axum::middleware::map_request(http::detach_request_head))
             .layer(socket_layer),
     );
     (router, schema)
@@ -190,6 +191,7 @@ fn socket_io(config: &Config) -> SocketIoBuilder {
         .ws_max_message_size(max_usize)
         .ws_max_frame_size(max_usize)
         .max_buffer_size(config.socket_buffer_packets)
+        .ws_read_buffer_size(config.ws_read_buffer_bytes)
         .with_parser(
             ParserConfig::common()
                 .max_incoming_binaries(16)

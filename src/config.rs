@@ -115,6 +115,12 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_SOCKET_BUFFER_PACKETS", default_value_t = 1024)]
     pub socket_buffer_packets: usize,
 
+    /// Initial read buffer of each WebSocket, in bytes. It is allocated for
+    /// every connection and grows on demand, so a small start saves memory
+    /// per idle socket without limiting message size.
+    #[arg(long, env = "TIDINGS_WS_READ_BUFFER_BYTES", default_value_t = 1024)]
+    pub ws_read_buffer_bytes: usize,
+
     /// Seconds a socket may stay connected without authenticating (0: forever).
     #[arg(long, env = "TIDINGS_AUTH_DEADLINE_SECS", default_value_t = 60)]
     pub auth_deadline_secs: u64,
@@ -241,6 +247,7 @@ impl Config {
             ("--db-pool-size", self.db_pool_size as u64),
             ("--max-packet-bytes", self.max_packet_bytes),
             ("--socket-buffer-packets", self.socket_buffer_packets as u64),
+            ("--ws-read-buffer-bytes", self.ws_read_buffer_bytes as u64),
             (
                 "--max-failed-auth-per-socket",
                 self.max_failed_auth_per_socket as u64,

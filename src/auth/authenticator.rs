@@ -5,10 +5,10 @@
 //!   milliseconds of CPU and 19 MiB of RAM per verification. It runs on the
 //!   blocking pool, but never more than `concurrency` at once (a semaphore):
 //!   an unbounded `spawn_blocking` would grow hundreds of threads and
-//!   gigabytes of RAM under a storm.
+//!   gigabytes of RAM under a storm. The RAM is reused (see `kdf`).
 //! - A secret verified a moment ago is not verified again. The cache maps a
-//!   user to a keyed digest of the secret *and the hash it was checked
-//!   against*. The user row is read on every attempt anyway (it is needed to
+//!   user to keyed digests of the secret *and of the hash it was checked
+//!   against* (64 bytes a user, whatever the hash's length). The user row is read on every attempt anyway (it is needed to
 //!   bind the socket), and a hit requires the row's hash to be the one in
 //!   the cache, so a rotated secret stops working at once on every node
 //!   without any invalidation message.
@@ -17,10 +17,6 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::Argon2;
 use base64::Engine;
 use entity::user;
 use rand::RngCore;
@@ -30,6 +26,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::credentials::{Credentials, Secret};
+use super::kdf::Kdf;
 
 /// Users whose last verified secret is remembered.
 const CACHE_CAPACITY: usize = 100_000;
@@ -55,6 +52,8 @@ pub struct Authenticator {
 struct Inner {
     db: DatabaseConnection,
     permits: Semaphore,
+    /// argon2id with one reusable working memory per permit.
+    kdf: Arc<Kdf>,
     cache: quick_cache::sync::Cache<Uuid, Verified>,
     /// Keys the cache digests, so a memory dump does not hold a plain hash
     /// of anyone's secret.
@@ -65,19 +64,25 @@ struct Inner {
 
 #[derive(Clone)]
 struct Verified {
-    digest: [u8; 32],
-    hash: Arc<str>,
+    secret: [u8; 32],
+    hash: [u8; 32],
 }
 
 impl Authenticator {
     pub async fn new(db: DatabaseConnection, concurrency: usize) -> Result<Self, AuthError> {
         let mut digest_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut digest_key);
-        let dummy_hash = blocking(move || hash_secret(&random_secret())).await??;
+        let concurrency = concurrency.max(1);
+        let kdf = Arc::new(blocking(move || Kdf::new(concurrency)).await?);
+        let for_dummy = kdf.clone();
+        let dummy_hash = blocking(move || for_dummy.hash(random_secret().as_bytes()))
+            .await?
+            .map_err(|e| AuthError::Hashing(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
-                permits: Semaphore::new(concurrency.max(1)),
+                permits: Semaphore::new(concurrency),
+                kdf,
                 cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
                 digest_key,
                 dummy_hash,
@@ -97,9 +102,12 @@ impl Authenticator {
                 .await;
             return Err(AuthError::Rejected);
         };
-        let digest = self.digest(&credentials.secret);
+        let verified = Verified {
+            secret: self.digest(credentials.secret.expose().as_bytes()),
+            hash: self.digest(row.secret_hash.as_bytes()),
+        };
         if let Some(hit) = self.inner.cache.get(&row.id) {
-            if hit.digest == digest && *hit.hash == *row.secret_hash {
+            if hit.secret == verified.secret && hit.hash == verified.hash {
                 return Ok(row);
             }
         }
@@ -107,10 +115,6 @@ impl Authenticator {
             .verify(&credentials.secret, row.secret_hash.clone())
             .await?
         {
-            let verified = Verified {
-                digest,
-                hash: Arc::from(row.secret_hash.as_str()),
-            };
             self.inner.cache.insert(row.id, verified);
             Ok(row)
         } else {
@@ -123,22 +127,26 @@ impl Authenticator {
         let _permit = self.argon2_turn().await?;
         let secret = random_secret();
         let for_hashing = secret.clone();
-        let hash = blocking(move || hash_secret(&for_hashing)).await??;
+        let kdf = self.inner.kdf.clone();
+        let hash = blocking(move || kdf.hash(for_hashing.as_bytes()))
+            .await?
+            .map_err(|e| AuthError::Hashing(e.to_string()))?;
         Ok((secret, hash))
     }
 
     async fn verify(&self, secret: &Secret, hash: String) -> Result<bool, AuthError> {
         let _permit = self.argon2_turn().await?;
         let secret = secret.clone();
-        blocking(move || match PasswordHash::new(&hash) {
-            Ok(parsed) => Argon2::default()
-                .verify_password(secret.expose().as_bytes(), &parsed)
-                .is_ok(),
-            Err(err) => {
-                tracing::error!(error = %err, "stored secret hash is not a PHC string");
-                false
-            }
-        })
+        let kdf = self.inner.kdf.clone();
+        blocking(
+            move || match kdf.verify(secret.expose().as_bytes(), &hash) {
+                Ok(matches) => matches,
+                Err(err) => {
+                    tracing::error!(error = %err, "stored secret hash is unusable");
+                    false
+                }
+            },
+        )
         .await
     }
 
@@ -151,22 +159,12 @@ impl Authenticator {
             .map_err(|e| AuthError::Hashing(e.to_string()))
     }
 
-    fn digest(&self, secret: &Secret) -> [u8; 32] {
+    fn digest(&self, bytes: &[u8]) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(self.inner.digest_key);
-        hasher.update(secret.expose().as_bytes());
+        hasher.update(bytes);
         hasher.finalize().into()
     }
-}
-
-/// argon2id with the crate's defaults, which are OWASP's recommendation
-/// (m = 19 MiB, t = 2, p = 1). Never lower them to go faster.
-fn hash_secret(secret: &str) -> Result<String, AuthError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| AuthError::Hashing(e.to_string()))
 }
 
 fn random_secret() -> String {

@@ -8,6 +8,7 @@
 mod authenticator;
 pub mod cookies;
 mod credentials;
+mod kdf;
 
 pub use authenticator::{AuthError, Authenticator};
 pub use credentials::{parse_user_id, Credentials, CredentialsError, Secret};

@@ -55,3 +55,33 @@ pub fn cors(allowed_origins: &[String]) -> CorsLayer {
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
         .allow_credentials(true)
 }
+
+/// Gives a request's URI (and axum's copy of it) and header values their
+/// own small allocations.
+///
+/// hyper parses them as slices of the connection's 16 KiB read buffer, and
+/// engineioxide keeps the request head for a socket's whole life, so every
+/// WebSocket pinned that buffer: 16 KiB per idle connection, the largest
+/// single cost heaptrack found (docs/benchmarks.md). Copying costs a few
+/// hundred bytes once per request.
+pub async fn detach_request_head(mut req: axum::extract::Request) -> axum::extract::Request {
+    if let Some(uri) = detached(req.uri()) {
+        *req.uri_mut() = uri;
+    }
+    if let Some(original) = req.extensions_mut().get_mut::<axum::extract::OriginalUri>() {
+        if let Some(uri) = detached(&original.0) {
+            original.0 = uri;
+        }
+    }
+    for value in req.headers_mut().values_mut() {
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
+    req
+}
+
+fn detached(uri: &axum::http::Uri) -> Option<axum::http::Uri> {
+    axum::http::Uri::try_from(uri.to_string()).ok()
+}
