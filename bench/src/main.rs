@@ -73,8 +73,8 @@ struct Common {
     /// push-latency: sender/recipient pairs.
     #[arg(long, env = "BENCH_PAIRS", default_value_t = 100)]
     pairs: usize,
-    /// fanout: pushes sent back to back.
-    #[arg(long, env = "BENCH_PUSHES", default_value_t = 20)]
+    /// fanout: pushes sent at once.
+    #[arg(long, env = "BENCH_PUSHES", default_value_t = 50)]
     pushes: u32,
     /// Connections set up at once.
     #[arg(long, env = "BENCH_CONCURRENCY", default_value_t = 256)]

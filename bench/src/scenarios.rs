@@ -622,7 +622,6 @@ async fn fanout_run(
         took.as_secs_f64()
     );
     recording.store(true, Ordering::Relaxed);
-    let http = reqwest::Client::new();
     // The floor's publisher is one more WebSocket sending control frames.
     let publisher = if target == Target::Floor {
         Some(Conn::open(d.sock, sio::source_addr(n), Framing::Raw, consume_all()).await?)
@@ -631,26 +630,15 @@ async fn fanout_run(
     };
     let pushes = s.pushes.max(1);
     let start_ns = now_ns();
-    let mut rejected = 0u32;
-    for k in 0..pushes {
-        let data = json!({ "t": now_ns(), "k": k });
-        match &publisher {
-            Some(p) => p.send_text(format!("!{data}")),
-            None => {
-                let r = tokio::time::timeout(
-                    sio::STEP,
-                    http.post(format!("http://{}/api/push", d.http))
-                        .bearer_auth(API_KEY)
-                        .json(&json!({ "rooms": ["topic:bench"], "event": "bench", "data": data }))
-                        .send(),
-                )
-                .await;
-                if !matches!(r, Ok(Ok(ref resp)) if resp.status().as_u16() == 202) {
-                    rejected += 1;
-                }
+    let rejected = match &publisher {
+        Some(p) => {
+            for k in 0..pushes {
+                p.send_text(format!("!{}", json!({ "t": now_ns(), "k": k })));
             }
+            0
         }
-    }
+        None => publish_pushes(d.http, pushes).await?,
+    };
     let expected = connected as u64 * u64::from(pushes - rejected);
     let wait = Instant::now();
     let mut last = (0, Instant::now());
@@ -687,6 +675,49 @@ async fn fanout_run(
         Row::new(scenario, t, n, "p99", sum.p99_ms, "ms"),
         Row::new(scenario, t, n, "max", sum.max_ms, "ms"),
     ])
+}
+
+/// Sends `pushes` POST /api/push requests at once (like the floor's
+/// publisher, which writes its frames back to back) from a thread and
+/// runtime of their own, so the publisher is never starved by the thousands
+/// of receiving tasks. Returns how many were not accepted.
+async fn publish_pushes(http_addr: SocketAddr, pushes: u32) -> Result<u32> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("publisher".into())
+        .spawn(move || {
+            let rejected = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| {
+                    rt.block_on(async move {
+                        let http = reqwest::Client::new();
+                        let sends = (0..pushes).map(|k| {
+                            let http = http.clone();
+                            async move {
+                                let data = json!({ "t": now_ns(), "k": k });
+                                let r = tokio::time::timeout(
+                                    sio::STEP,
+                                    http.post(format!("http://{http_addr}/api/push"))
+                                        .bearer_auth(API_KEY)
+                                        .json(&json!({ "rooms": ["topic:bench"], "event": "bench", "data": data }))
+                                        .send(),
+                                )
+                                .await;
+                                !matches!(r, Ok(Ok(ref resp)) if resp.status().as_u16() == 202)
+                            }
+                        });
+                        futures_util::future::join_all(sends)
+                            .await
+                            .into_iter()
+                            .filter(|rejected| *rejected)
+                            .count() as u32
+                    })
+                })
+                .unwrap_or(pushes);
+            let _ = done_tx.send(rejected);
+        })?;
+    Ok(done_rx.await.unwrap_or(pushes))
 }
 
 // ---------------------------------------------------------------- cluster

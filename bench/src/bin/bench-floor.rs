@@ -2,7 +2,9 @@
 //! tungstenite, no Socket.IO framing, no authentication, no rooms. A client
 //! that sends a text frame starting with `!` has the rest of the frame built
 //! once into a message and sent to every other connected client. Other
-//! frames are ignored. Listens on `FLOOR_LISTEN` (default 127.0.0.1:4000).
+//! frames are ignored. Messages that are waiting together are written with
+//! one flush, as engineioxide does. Listens on `FLOOR_LISTEN` (default
+//! 127.0.0.1:4000).
 
 use std::net::SocketAddr;
 
@@ -53,10 +55,20 @@ async fn main() -> std::io::Result<()> {
                         Some(Ok(_)) => {}
                     },
                     msg = rx.recv() => match msg {
-                        Ok((from, msg)) if from != id => {
-                            if sink.send(msg).await.is_err() { break; }
+                        Ok((from, msg)) => {
+                            // Write every message already waiting, then flush
+                            // once: one syscall per burst, not per message.
+                            let mut next = Some((from, msg));
+                            let mut failed = false;
+                            while let Some((from, msg)) = next.take() {
+                                if from != id && sink.feed(msg).await.is_err() {
+                                    failed = true;
+                                    break;
+                                }
+                                next = rx.try_recv().ok();
+                            }
+                            if failed || sink.flush().await.is_err() { break; }
                         }
-                        Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(n)) => eprintln!("client {id} lagged {n}"),
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
