@@ -284,7 +284,21 @@ fn consume_all() -> Option<Tap> {
 
 // ---------------------------------------------------------------- idle
 
-pub async fn idle(s: &Settings, target: Target, n: usize) -> Result<Vec<Row>> {
+/// Sockets one process can hold here: the open-file limit (which the
+/// servers inherit) less room for the process' other files.
+fn socket_capacity() -> usize {
+    let limit = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft).unwrap_or(1024);
+    usize::try_from(limit.saturating_sub(500)).unwrap_or(usize::MAX)
+}
+
+pub async fn idle(s: &Settings, target: Target, requested: usize) -> Result<Vec<Row>> {
+    let n = requested.min(socket_capacity());
+    if n < requested {
+        eprintln!(
+            "  idle: {requested} sockets asked for, but this machine's open-file limit \
+             (RLIMIT_NOFILE hard limit, not raisable here) lets one process hold {n}"
+        );
+    }
     let label = format!("idle {}", target.name());
     let d = deploy(s, target, n, 1).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -307,6 +321,7 @@ pub async fn idle(s: &Settings, target: Target, n: usize) -> Result<Vec<Row>> {
         0.0
     };
     Ok(vec![
+        Row::new("idle", t, n, "requested", requested as f64, "sockets"),
         Row::new("idle", t, n, "connected", ok as f64, "sockets"),
         Row::new("idle", t, n, "rss_per_conn", per, "KiB"),
         Row::new("idle", t, n, "rss_before", rss0 as f64 / 1024.0, "MiB"),
