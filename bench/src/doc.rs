@@ -185,28 +185,80 @@ fn checks(rows: &[Row]) -> Vec<Check> {
     ]
 }
 
-/// One bar per target (Tidings, peer, floor), no text.
-pub fn bar_chart(path: &Path, values: &[(usize, f64)]) -> Result<()> {
-    let root = BitMapBackend::new(path, (480, 320)).into_drawing_area();
+/// Where a font for chart text is looked for; without one, charts are
+/// drawn as bars only (the numbers are in the tables either way).
+const FONTS: [&str; 2] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+];
+
+/// Registers the first font found as plotters' "sans-serif", once.
+fn font_available() -> bool {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        FONTS.iter().any(|path| {
+            std::fs::read(path).is_ok_and(|bytes| {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+            })
+        })
+    })
+}
+
+/// One labelled bar per target (Tidings blue, peer orange, floor grey) with
+/// its value written above it.
+pub fn bar_chart(path: &Path, title: &str, unit: &str, values: &[(usize, f64)]) -> Result<()> {
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(127, 127, 127),
+    ];
+    let root = BitMapBackend::new(path, (560, 360)).into_drawing_area();
     root.fill(&WHITE)?;
     let max = values.iter().map(|(_, v)| *v).fold(0.0f64, f64::max);
-    if max > 0.0 {
-        let colors = [
-            RGBColor(31, 119, 180),
-            RGBColor(255, 127, 14),
-            RGBColor(127, 127, 127),
-        ];
-        let slot = 480 / values.len().max(1) as i32;
+    let top = if max > 0.0 { max * 1.2 } else { 1.0 };
+    if font_available() {
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(28)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..values.len() as f64, 0f64..top)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .disable_x_axis()
+            .y_desc(unit)
+            .y_label_formatter(&|v| fmt(*v))
+            .draw()?;
+        for (slot, (target, v)) in values.iter().enumerate() {
+            let x = slot as f64;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x + 0.2, 0.0), (x + 0.8, *v)],
+                colors[*target % 3].filled(),
+            )))?;
+            chart.draw_series(std::iter::once(Text::new(
+                fmt(*v),
+                (x + 0.25, *v + top * 0.06),
+                ("sans-serif", 15),
+            )))?;
+            chart.draw_series(std::iter::once(Text::new(
+                TARGETS[*target % 3],
+                (x + 0.3, -top * 0.02),
+                ("sans-serif", 15),
+            )))?;
+        }
+    } else if max > 0.0 {
+        let slot = 560 / values.len().max(1) as i32;
         for (i, (target, v)) in values.iter().enumerate() {
-            let h = ((v / max) * 280.0) as i32;
+            let h = ((v / max) * 300.0) as i32;
             let x0 = i as i32 * slot + slot / 5;
             let x1 = (i as i32 + 1) * slot - slot / 5;
             root.draw(&Rectangle::new(
-                [(x0, 310 - h), (x1, 310)],
+                [(x0, 350 - h), (x1, 350)],
                 colors[*target % 3].filled(),
             ))?;
         }
-        root.draw(&PathElement::new(vec![(0, 310), (480, 310)], BLACK))?;
     }
     root.present()?;
     Ok(())
@@ -258,7 +310,7 @@ pub fn write(rows: &[Row], out: &Path, command: &str) -> Result<()> {
         }
         md.push('\n');
     }
-    md.push_str("\n## Charts\n\nBars: Tidings blue, peer orange, floor grey (no axis text: the charts are drawn without fonts; the numbers are in the tables above).\n\n");
+    md.push_str("\n## Charts\n\nBars: Tidings blue, peer orange, floor grey; the same numbers as the tables above.\n\n");
     for (scenario, metric, file, caption) in [
         (
             "idle",
@@ -294,12 +346,20 @@ pub fn write(rows: &[Row], out: &Path, command: &str) -> Result<()> {
         let values: Vec<(usize, f64)> = TARGETS
             .iter()
             .enumerate()
+            // The floor only stands for fan-out; its idle memory is
+            // tungstenite's default buffers and would dwarf the bars.
+            .filter(|(_, t)| scenario == "fanout" || **t != "floor")
             .filter_map(|(i, t)| find(rows, scenario, t, metric).map(|v| (i, v)))
             .collect();
         if values.is_empty() {
             continue;
         }
-        bar_chart(&charts.join(file), &values)?;
+        let unit = rows
+            .iter()
+            .find(|r| r.scenario == scenario && r.metric == metric)
+            .map(|r| r.unit.clone())
+            .unwrap_or_default();
+        bar_chart(&charts.join(file), caption, &unit, &values)?;
         let _ = writeln!(md, "![{caption}](bench/{file})\n\n*{caption}*\n");
     }
     std::fs::write(out, md)?;

@@ -287,7 +287,10 @@ fn consume_all() -> Option<Tap> {
 /// Sockets one process can hold here: the open-file limit (which the
 /// servers inherit) less room for the process' other files.
 fn socket_capacity() -> usize {
-    let limit = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft).unwrap_or(1024);
+    let limit = rlimit::Resource::NOFILE
+        .get()
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
     usize::try_from(limit.saturating_sub(500)).unwrap_or(usize::MAX)
 }
 
