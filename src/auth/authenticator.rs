@@ -8,10 +8,11 @@
 //!   gigabytes of RAM under a storm. The RAM is reused (see `kdf`).
 //! - A secret verified a moment ago is not verified again. The cache maps a
 //!   user to keyed digests of the secret *and of the hash it was checked
-//!   against* (64 bytes a user, whatever the hash's length). The user row is read on every attempt anyway (it is needed to
-//!   bind the socket), and a hit requires the row's hash to be the one in
-//!   the cache, so a rotated secret stops working at once on every node
-//!   without any invalidation message.
+//!   against* (64 bytes a user, whatever the hash's length). The user row
+//!   is read on every attempt anyway (it is needed to bind the socket), and
+//!   a hit requires the row's hash to be the one in the cache, so a rotated
+//!   secret stops working at once on every node without any invalidation
+//!   message.
 //! - An unknown user id still costs one argon2 verification (against a dummy
 //!   hash), so response time does not reveal which ids exist.
 
@@ -26,7 +27,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::credentials::{Credentials, Secret};
-use super::kdf::Kdf;
+use super::kdf::{Kdf, KdfError};
 
 /// Users whose last verified secret is remembered.
 const CACHE_CAPACITY: usize = 100_000;
@@ -42,6 +43,12 @@ pub enum AuthError {
     Database(#[from] DbErr),
     #[error("argon2 task failed: {0}")]
     Hashing(String),
+}
+
+impl From<KdfError> for AuthError {
+    fn from(e: KdfError) -> Self {
+        Self::Hashing(e.to_string())
+    }
 }
 
 #[derive(Clone)]
@@ -73,11 +80,13 @@ impl Authenticator {
         let mut digest_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut digest_key);
         let concurrency = concurrency.max(1);
-        let kdf = Arc::new(blocking(move || Kdf::new(concurrency)).await?);
-        let for_dummy = kdf.clone();
-        let dummy_hash = blocking(move || for_dummy.hash(random_secret().as_bytes()))
-            .await?
-            .map_err(|e| AuthError::Hashing(e.to_string()))?;
+        let (kdf, dummy_hash) = blocking(move || {
+            let kdf = Kdf::new(concurrency);
+            let dummy_hash = kdf.hash(random_secret().as_bytes());
+            (Arc::new(kdf), dummy_hash)
+        })
+        .await?;
+        let dummy_hash = dummy_hash?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -128,9 +137,7 @@ impl Authenticator {
         let secret = random_secret();
         let for_hashing = secret.clone();
         let kdf = self.inner.kdf.clone();
-        let hash = blocking(move || kdf.hash(for_hashing.as_bytes()))
-            .await?
-            .map_err(|e| AuthError::Hashing(e.to_string()))?;
+        let hash = blocking(move || kdf.hash(for_hashing.as_bytes())).await??;
         Ok((secret, hash))
     }
 

@@ -101,13 +101,20 @@ impl Kdf {
     }
 
     /// Runs `work` on a pooled working memory of at least `blocks` blocks.
-    /// A hash with larger parameters than the default gets a one-off buffer.
+    /// A hash with larger parameters than the default gets a one-off buffer
+    /// and leaves the pool alone.
     fn with_memory<T>(&self, blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
-        let pooled = self.lock().pop().filter(|m| m.len() >= blocks);
-        let mut memory = pooled.unwrap_or_else(|| vec![Block::default(); blocks]);
+        let pooled_blocks = Params::default().block_count();
+        if blocks > pooled_blocks {
+            return work(&mut vec![Block::default(); blocks]);
+        }
+        let mut memory = self
+            .lock()
+            .pop()
+            .unwrap_or_else(|| vec![Block::default(); pooled_blocks]);
         let result = work(&mut memory[..blocks]);
         let mut idle = self.lock();
-        if idle.len() < self.capacity && memory.len() == Params::default().block_count() {
+        if idle.len() < self.capacity {
             idle.push(memory);
         }
         result
@@ -156,6 +163,7 @@ mod tests {
             .to_string();
         assert!(kdf.verify(b"x", &phc).expect("verify"));
         assert!(!kdf.verify(b"y", &phc).expect("verify"));
+        assert_eq!(kdf.lock().len(), 1, "the pooled memory is kept");
     }
 
     #[test]
