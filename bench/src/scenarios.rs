@@ -707,35 +707,31 @@ async fn publish_pushes(http_addr: SocketAddr, pushes: u32) -> Result<u32> {
             let rejected = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map(|rt| {
-                    rt.block_on(async move {
-                        let http = reqwest::Client::new();
-                        let sends = (0..pushes).map(|k| {
-                            let http = http.clone();
-                            async move {
-                                let data = json!({ "t": now_ns(), "k": k });
-                                let r = tokio::time::timeout(
-                                    sio::STEP,
-                                    http.post(format!("http://{http_addr}/api/push"))
-                                        .bearer_auth(API_KEY)
-                                        .json(&json!({ "rooms": ["topic:bench"], "event": "bench", "data": data }))
-                                        .send(),
-                                )
-                                .await;
-                                !matches!(r, Ok(Ok(ref resp)) if resp.status().as_u16() == 202)
-                            }
-                        });
-                        futures_util::future::join_all(sends)
-                            .await
-                            .into_iter()
-                            .filter(|rejected| *rejected)
-                            .count() as u32
-                    })
-                })
-                .unwrap_or(pushes);
+                .map(|rt| rt.block_on(push_all(http_addr, pushes)));
             let _ = done_tx.send(rejected);
         })?;
-    Ok(done_rx.await.unwrap_or(pushes))
+    Ok(done_rx.await.context("publisher thread died")??)
+}
+
+/// The K pushes of [`publish_pushes`], all in flight at once.
+async fn push_all(http_addr: SocketAddr, pushes: u32) -> u32 {
+    let http = reqwest::Client::new();
+    let sends = (0..pushes).map(|k| {
+        let http = http.clone();
+        async move {
+            let data = json!({ "t": now_ns(), "k": k });
+            let body = json!({ "rooms": ["topic:bench"], "event": "bench", "data": data });
+            let sent = http
+                .post(format!("http://{http_addr}/api/push"))
+                .bearer_auth(API_KEY)
+                .json(&body)
+                .send();
+            let r = tokio::time::timeout(sio::STEP, sent).await;
+            !matches!(r, Ok(Ok(ref resp)) if resp.status().as_u16() == 202)
+        }
+    });
+    let rejected = futures_util::future::join_all(sends).await;
+    rejected.into_iter().filter(|r| *r).count() as u32
 }
 
 // ---------------------------------------------------------------- cluster

@@ -146,9 +146,26 @@ pub struct TidingsOptions<'a> {
     pub redis: Option<(&'a str, &'a str)>,
 }
 
+/// Starts `cmd` as the server `target` listening on `port`, its output in a
+/// log file, killed when the handle is dropped.
+fn launch(target: Target, mut cmd: Command, port: u16) -> Result<Server> {
+    let (log, file) = log_file(target.name())?;
+    let child = cmd
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::from(file))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("spawn {:?}", cmd.as_std().get_program()))?;
+    Ok(Server {
+        target,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        log,
+        child,
+    })
+}
+
 pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
     let port = free_port()?;
-    let (log, file) = log_file("tidings")?;
     let mut cmd = Command::new(o.bin);
     cmd.env("TIDINGS_LISTEN", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", o.database_url)
@@ -162,30 +179,18 @@ pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
             "RUST_LOG",
             std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
         )
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::from(file.try_clone()?))
-        .stderr(Stdio::from(file))
-        .kill_on_drop(true);
+        .env_remove("REDIS_URL");
     if let Some((url, prefix)) = o.redis {
         cmd.env("REDIS_URL", url)
             .env("TIDINGS_REDIS_PREFIX", prefix);
     }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("spawn {}", o.bin.display()))?;
-    let server = Server {
-        target: Target::Tidings,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        log,
-        child,
-    };
+    let server = launch(Target::Tidings, cmd, port)?;
     wait_http_ready(&server, "/readyz").await?;
     Ok(server)
 }
 
 pub async fn spawn_peer(database_url: &str) -> Result<Server> {
     let port = free_port()?;
-    let (log, file) = log_file("peer")?;
     let dir = peer_dir();
     if !dir.join("node_modules").exists() {
         bail!(
@@ -193,42 +198,21 @@ pub async fn spawn_peer(database_url: &str) -> Result<Server> {
             dir.display()
         );
     }
-    let child = Command::new("node")
-        .arg(dir.join("server.js"))
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("server.js"))
         .env("PORT", port.to_string())
         .env("DATABASE_URL", database_url)
-        .env("API_KEY", API_KEY)
-        .stdout(Stdio::from(file.try_clone()?))
-        .stderr(Stdio::from(file))
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawn node (is Node.js installed?)")?;
-    let server = Server {
-        target: Target::Peer,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        log,
-        child,
-    };
+        .env("API_KEY", API_KEY);
+    let server = launch(Target::Peer, cmd, port).context("is Node.js installed?")?;
     wait_http_ready(&server, "/readyz").await?;
     Ok(server)
 }
 
 pub async fn spawn_floor(bin: &PathBuf) -> Result<Server> {
     let port = free_port()?;
-    let (log, file) = log_file("floor")?;
-    let child = Command::new(bin)
-        .env("FLOOR_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::from(file.try_clone()?))
-        .stderr(Stdio::from(file))
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("spawn {}", bin.display()))?;
-    let server = Server {
-        target: Target::Floor,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        log,
-        child,
-    };
+    let mut cmd = Command::new(bin);
+    cmd.env("FLOOR_LISTEN", format!("127.0.0.1:{port}"));
+    let server = launch(Target::Floor, cmd, port)?;
     let start = Instant::now();
     while tokio::net::TcpStream::connect(server.addr).await.is_err() {
         if start.elapsed() > Duration::from_secs(30) {
