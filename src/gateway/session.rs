@@ -45,6 +45,10 @@ pub struct Session {
     /// Serializes authentication attempts of this one socket, so two
     /// `initialConnection`s in flight cannot interleave their bind/unbind.
     auth_turn: tokio::sync::Mutex<()>,
+    /// Ends the authentication-deadline task early: at the first successful
+    /// authentication or at disconnect. Without it every socket kept a
+    /// sleeping task, and with it the whole socket, for the full deadline.
+    deadline_lifted: tokio::sync::Notify,
 }
 
 /// What one authentication attempt came to.
@@ -72,6 +76,7 @@ impl Session {
             failed_attempts: AtomicU32::new(0),
             cut_off: AtomicBool::new(false),
             auth_turn: tokio::sync::Mutex::new(()),
+            deadline_lifted: tokio::sync::Notify::new(),
         }
     }
 
@@ -197,6 +202,7 @@ impl Session {
         let authenticated = match outcome {
             Outcome::Bound(user_id) => {
                 tracing::info!(socket_id = %s.id, user_id = %user_id, "socket authenticated");
+                self.deadline_lifted.notify_one();
                 true
             }
             Outcome::Refused(reason) => {
@@ -308,6 +314,7 @@ impl Session {
     }
 
     pub async fn disconnected<A: Adapter>(&self, s: SocketRef<A>, reason: DisconnectReason) {
+        self.deadline_lifted.notify_one();
         let user_id = *self.user.lock().unwrap_or_else(|p| p.into_inner());
         tracing::debug!(socket_id = %s.id, user_id = ?user_id, ?reason, "socket disconnected");
         match self.app() {
@@ -339,18 +346,20 @@ impl Session {
 
     /// A socket that never authenticates would otherwise hold its slot
     /// forever (socketioxide's `connect_timeout` covers only the CONNECT
-    /// packet). It is told why, then disconnected.
+    /// packet). It is told why, then disconnected. The first successful
+    /// authentication lifts the deadline for good (the socket has shown
+    /// whose it is; a later failed re-authentication leaves it unbound but
+    /// connected, as it would be had it never tried).
     pub fn enforce_auth_deadline<A: Adapter>(self: std::sync::Arc<Self>, s: SocketRef<A>) {
         let Some(deadline) = self.auth_deadline else {
             return;
         };
-        let session = std::sync::Arc::downgrade(&self);
         tokio::spawn(async move {
-            tokio::time::sleep(deadline).await;
-            let Some(session) = session.upgrade() else {
-                return;
-            };
-            if s.connected() && session.bound_user(&s).is_none() {
+            tokio::select! {
+                () = tokio::time::sleep(deadline) => {}
+                () = self.deadline_lifted.notified() => return,
+            }
+            if s.connected() && self.bound_user(&s).is_none() {
                 tracing::info!(socket_id = %s.id, "authentication deadline passed, disconnecting");
                 emit_error(&s, "authentication deadline passed");
                 if let Err(err) = s.disconnect() {
