@@ -118,7 +118,7 @@ pub struct Config {
     /// Initial read buffer of each WebSocket, in bytes. It is allocated for
     /// every connection and grows on demand, so a small start saves memory
     /// per idle socket without limiting message size.
-    #[arg(long, env = "TIDINGS_WS_READ_BUFFER_BYTES", default_value_t = 1024)]
+    #[arg(long, env = "TIDINGS_WS_READ_BUFFER_BYTES", default_value_t = 256)]
     pub ws_read_buffer_bytes: usize,
 
     /// Seconds a socket may stay connected without authenticating (0: forever).

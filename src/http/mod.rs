@@ -56,32 +56,92 @@ pub fn cors(allowed_origins: &[String]) -> CorsLayer {
         .allow_credentials(true)
 }
 
-/// Gives a request's URI (and axum's copy of it) and header values their
-/// own small allocations.
+/// Gives a request's URI (axum's copy shares it) and header values one
+/// small allocation of their own.
 ///
 /// hyper parses them as slices of the connection's 16 KiB read buffer, and
 /// engineioxide keeps the request head for a socket's whole life, so every
 /// WebSocket pinned that buffer: 16 KiB per idle connection, the largest
-/// single cost heaptrack found (docs/benchmarks.md). Copying costs a few
-/// hundred bytes once per request.
+/// single cost heaptrack found (docs/benchmarks.md). The header values are
+/// copied into one buffer, not one allocation each, because the copy lives
+/// as long as the socket.
 pub async fn detach_request_head(mut req: axum::extract::Request) -> axum::extract::Request {
+    let original_is_uri = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|original| original.0 == *req.uri());
     if let Some(uri) = detached(req.uri()) {
         *req.uri_mut() = uri;
     }
+    let uri = req.uri().clone();
     if let Some(original) = req.extensions_mut().get_mut::<axum::extract::OriginalUri>() {
-        if let Some(uri) = detached(&original.0) {
-            original.0 = uri;
+        match original_is_uri {
+            Some(true) => original.0 = uri,
+            _ => {
+                if let Some(copy) = detached(&original.0) {
+                    original.0 = copy;
+                }
+            }
         }
     }
-    for value in req.headers_mut().values_mut() {
-        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
-            copy.set_sensitive(value.is_sensitive());
-            *value = copy;
-        }
-    }
+    detach_header_values(req.headers_mut());
     req
 }
 
 fn detached(uri: &axum::http::Uri) -> Option<axum::http::Uri> {
     axum::http::Uri::try_from(uri.to_string()).ok()
+}
+
+fn detach_header_values(headers: &mut axum::http::HeaderMap) {
+    let total = headers.values().map(|v| v.len()).sum();
+    let mut buffer = bytes::BytesMut::with_capacity(total);
+    for value in headers.values() {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    let buffer = buffer.freeze();
+    let mut at = 0;
+    for value in headers.values_mut() {
+        let end = at + value.len();
+        // The bytes came from a valid value, so this cannot fail; if it
+        // somehow did, the original value stays (pinning, not breaking).
+        if let Ok(mut copy) = HeaderValue::from_maybe_shared(buffer.slice(at..end)) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+        at = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+    use bytes::Bytes;
+
+    use super::detach_header_values;
+
+    #[test]
+    fn header_values_keep_their_bytes_and_flags_but_leave_the_read_buffer() {
+        let read_buffer = Bytes::from_static(b"text/plainsecret-tokenfirstsecond");
+        let slice = |from, to| HeaderValue::from_maybe_shared(read_buffer.slice(from..to));
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", slice(0, 10).expect("valid"));
+        let mut secret = slice(10, 22).expect("valid");
+        secret.set_sensitive(true);
+        headers.insert("cookie", secret);
+        headers.append("x-forwarded-for", slice(22, 27).expect("valid"));
+        headers.append("x-forwarded-for", slice(27, 33).expect("valid"));
+
+        detach_header_values(&mut headers);
+
+        let buffer = read_buffer.as_ptr_range();
+        for value in headers.values() {
+            assert!(!buffer.contains(&value.as_bytes().as_ptr()));
+        }
+        assert_eq!(headers["content-type"], "text/plain");
+        assert_eq!(headers["cookie"], "secret-token");
+        assert!(headers["cookie"].is_sensitive());
+        assert!(!headers["content-type"].is_sensitive());
+        let hops: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(hops, ["first", "second"]);
+    }
 }

@@ -471,3 +471,27 @@ async fn a_removed_member_hears_nothing_more_of_the_room_on_any_node() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_relayed_event_many_times_the_websocket_read_buffer_arrives_whole() {
+    let app = spawn_app_with(|c| c.ws_read_buffer_bytes = 256).await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let mut sender = app.authed_socket(&alice, Transport::WebSocket).await;
+    let mut listener = app.authed_socket(&bob, Transport::WebSocket).await;
+    for socket in [&mut sender, &mut listener] {
+        socket
+            .emit_with_ack("joinRoom", &json!("topic:board"))
+            .await;
+    }
+    let text: String = (0..6000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut event = relay_event("SHAPE_ADDED", now(), "topic:board");
+    event["payload"] = json!({ "text": text });
+
+    let ack = sender.emit_with_ack("event", &event).await;
+    assert_eq!(ack, vec![json!({ "ok": true })]);
+    let relayed = listener.expect("event").await;
+    assert_eq!(relayed["payload"]["text"], json!(text));
+}
