@@ -1,4 +1,4 @@
-//! Counters an operator watches, served at `GET /metrics` in the Prometheus
+//! Counters (and the runtime's task count) an operator watches, served at `GET /metrics` in the Prometheus
 //! text format. A handful of atomics do not justify a metrics framework.
 
 use std::fmt::Write;
@@ -60,6 +60,17 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 counter.get()
+            );
+        }
+        // A count that only grows under a steady load is a task leak: each
+        // socket's tasks should end with it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let _ = writeln!(
+                out,
+                "# HELP tidings_runtime_alive_tasks tokio tasks alive now\n\
+                 # TYPE tidings_runtime_alive_tasks gauge\n\
+                 tidings_runtime_alive_tasks {}",
+                runtime.metrics().num_alive_tasks()
             );
         }
         out

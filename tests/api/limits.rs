@@ -290,3 +290,29 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_one_limited() {
     other.emit("initialConnection", &alice.credentials());
     assert_eq!(other.expect("auth").await, json!(true));
 }
+
+#[tokio::test]
+async fn the_authentication_deadline_holds_no_task_once_a_socket_authenticates_or_leaves() {
+    let app = spawn_app_with(|c| c.auth_deadline_secs = 600).await;
+    let alice = app.sign_up("alice").await;
+    let before = app.metric("tidings_runtime_alive_tasks").await;
+    for _ in 0..3 {
+        let authenticated = app.authed_socket(&alice, Transport::WebSocket).await;
+        let anonymous = app.socket(Transport::WebSocket).await;
+        drop((authenticated, anonymous));
+    }
+    // Every socket's tasks end with it; before, each one left a task
+    // sleeping out the whole deadline (here ten minutes).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = app.metric("tidings_runtime_alive_tasks").await;
+        if now <= before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{now} tasks alive, {before} before the sockets came and went"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
