@@ -13,6 +13,36 @@ fn now() -> i64 {
     entity::now_ms()
 }
 
+/// Alice's socket (the sender, on `sender_node`) and Bob's (the listener,
+/// over `transport` on `listener_node`), both in `room`.
+struct RelayPair {
+    alice: TestUser,
+    sender: SioClient,
+    listener: SioClient,
+}
+
+async fn relay_pair(
+    sender_node: &TestApp,
+    listener_node: &TestApp,
+    transport: Transport,
+    room: &str,
+) -> RelayPair {
+    let alice = sender_node.sign_up("alice").await;
+    let bob = sender_node.sign_up("bob").await;
+    let mut sender = sender_node
+        .authed_socket(&alice, Transport::WebSocket)
+        .await;
+    let mut listener = listener_node.authed_socket(&bob, transport).await;
+    for socket in [&mut sender, &mut listener] {
+        socket.emit_with_ack("joinRoom", &json!(room)).await;
+    }
+    RelayPair {
+        alice,
+        sender,
+        listener,
+    }
+}
+
 #[tokio::test]
 async fn who_may_join_which_room() {
     let app = spawn_app().await;
@@ -108,17 +138,13 @@ async fn a_socket_may_hold_only_so_many_rooms() {
 #[tokio::test]
 async fn relay_reaches_the_rooms_other_sockets_with_the_senders_real_user_id() {
     let app = spawn_app().await;
-    let alice = app.sign_up("alice").await;
-    let bob = app.sign_up("bob").await;
+    let RelayPair {
+        alice,
+        mut sender,
+        mut listener,
+    } = relay_pair(&app, &app, Transport::Polling, "topic:board").await;
     let carol = app.sign_up("carol").await;
-    let mut sender = app.authed_socket(&alice, Transport::WebSocket).await;
-    let mut listener = app.authed_socket(&bob, Transport::Polling).await;
     let mut elsewhere = app.authed_socket(&carol, Transport::WebSocket).await;
-    for socket in [&mut sender, &mut listener] {
-        socket
-            .emit_with_ack("joinRoom", &json!("topic:board"))
-            .await;
-    }
     elsewhere
         .emit_with_ack("joinRoom", &json!("topic:other"))
         .await;
@@ -143,15 +169,11 @@ async fn relay_reaches_the_rooms_other_sockets_with_the_senders_real_user_id() {
 #[tokio::test]
 async fn in_between_events_are_dropped_when_stale_or_from_the_future_and_others_pass() {
     let app = spawn_app().await;
-    let alice = app.sign_up("alice").await;
-    let bob = app.sign_up("bob").await;
-    let mut sender = app.authed_socket(&alice, Transport::WebSocket).await;
-    let mut listener = app.authed_socket(&bob, Transport::WebSocket).await;
-    for socket in [&mut sender, &mut listener] {
-        socket
-            .emit_with_ack("joinRoom", &json!("topic:canvas"))
-            .await;
-    }
+    let RelayPair {
+        mut sender,
+        mut listener,
+        ..
+    } = relay_pair(&app, &app, Transport::WebSocket, "topic:canvas").await;
     for (kind, offset_ms, passes) in [
         ("CURSOR_SYNC", -4_000, true),
         ("CURSOR_SYNC", 4_000, true),
@@ -299,15 +321,11 @@ async fn re_authenticating_as_someone_else_keeps_only_rooms_the_new_user_may_hol
 #[tokio::test]
 async fn relay_crosses_nodes() {
     let (nodes, _db) = spawn_cluster(2).await;
-    let alice = nodes[0].sign_up("alice").await;
-    let bob = nodes[0].sign_up("bob").await;
-    let mut sender = nodes[0].authed_socket(&alice, Transport::WebSocket).await;
-    let mut listener = nodes[1].authed_socket(&bob, Transport::WebSocket).await;
-    for socket in [&mut sender, &mut listener] {
-        socket
-            .emit_with_ack("joinRoom", &json!("topic:shared"))
-            .await;
-    }
+    let RelayPair {
+        alice,
+        mut sender,
+        mut listener,
+    } = relay_pair(&nodes[0], &nodes[1], Transport::WebSocket, "topic:shared").await;
     sender
         .emit_with_ack("event", &relay_event("PING", now(), "topic:shared"))
         .await;
@@ -475,15 +493,11 @@ async fn a_removed_member_hears_nothing_more_of_the_room_on_any_node() {
 #[tokio::test]
 async fn a_relayed_event_many_times_the_websocket_read_buffer_arrives_whole() {
     let app = spawn_app_with(|c| c.ws_read_buffer_bytes = 256).await;
-    let alice = app.sign_up("alice").await;
-    let bob = app.sign_up("bob").await;
-    let mut sender = app.authed_socket(&alice, Transport::WebSocket).await;
-    let mut listener = app.authed_socket(&bob, Transport::WebSocket).await;
-    for socket in [&mut sender, &mut listener] {
-        socket
-            .emit_with_ack("joinRoom", &json!("topic:board"))
-            .await;
-    }
+    let RelayPair {
+        mut sender,
+        mut listener,
+        ..
+    } = relay_pair(&app, &app, Transport::WebSocket, "topic:board").await;
     let text: String = (0..6000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
