@@ -1,5 +1,6 @@
-//! Counters (and the runtime's task count) an operator watches, served at `GET /metrics` in the Prometheus
-//! text format. A handful of atomics do not justify a metrics framework.
+//! Counters (and the runtime's task count) an operator watches, served at
+//! `GET /metrics` in the Prometheus text format. A handful of atomics do not
+//! justify a metrics framework.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -104,7 +104,7 @@ async fn dispatch<A: Adapter>(
     // leave out the high-rate in-between types.
     if event != "event" && tracing::enabled!(tracing::Level::DEBUG) {
         let user_id = session.bound_user(&s);
-        let shown: String = event.chars().take(64).collect();
+        let shown = shown_event(&event);
         tracing::debug!(socket_id = %s.id, user_id = ?user_id, event = %shown, "received");
     }
     let Some(ack) = session.admit(&s, ack) else {
@@ -174,11 +174,17 @@ fn give_tab_window_id<A: Adapter>(s: &SocketRef<A>) {
 /// Silence is never an answer: an event the gateway does not know gets an
 /// `error` event, and its ack (if one was asked for) gets `{ error }`.
 fn unknown_event<A: Adapter>(s: &SocketRef<A>, event: &str, ack: AckSender<A>) {
-    let shown: String = event.chars().take(64).collect();
+    let shown = shown_event(event);
     let reason = format!("unknown event {shown:?}");
     tracing::debug!(socket_id = %s.id, event = %shown, "unknown event");
     emit_error(s, &reason);
     if let Err(err) = ack.send(&serde_json::json!({ "error": reason })) {
         tracing::debug!(socket_id = %s.id, error = %err, "could not ack unknown event");
     }
+}
+
+/// An event name as logs and error messages show it: the client picks it,
+/// so at most its first 64 characters.
+fn shown_event(event: &str) -> String {
+    event.chars().take(64).collect()
 }
