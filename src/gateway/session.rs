@@ -45,9 +45,9 @@ pub struct Session {
     /// Serializes authentication attempts of this one socket, so two
     /// `initialConnection`s in flight cannot interleave their bind/unbind.
     auth_turn: tokio::sync::Mutex<()>,
-    /// Ends the authentication-deadline task early: at the first successful
-    /// authentication or at disconnect. Without it every socket kept a
-    /// sleeping task, and with it the whole socket, for the full deadline.
+    /// Ends the authentication-deadline task when the socket disconnects.
+    /// Without it a closed socket was kept whole, by the task sleeping out
+    /// the rest of its deadline.
     deadline_lifted: tokio::sync::Notify,
 }
 
@@ -202,7 +202,6 @@ impl Session {
         let authenticated = match outcome {
             Outcome::Bound(user_id) => {
                 tracing::info!(socket_id = %s.id, user_id = %user_id, "socket authenticated");
-                self.deadline_lifted.notify_one();
                 true
             }
             Outcome::Refused(reason) => {
@@ -346,10 +345,9 @@ impl Session {
 
     /// A socket that never authenticates would otherwise hold its slot
     /// forever (socketioxide's `connect_timeout` covers only the CONNECT
-    /// packet). It is told why, then disconnected. The first successful
-    /// authentication lifts the deadline for good (the socket has shown
-    /// whose it is; a later failed re-authentication leaves it unbound but
-    /// connected, as it would be had it never tried).
+    /// packet). It is told why, then disconnected. The deadline is checked
+    /// once, at its time (docs/protocol.md, 2.6): a socket that authenticated
+    /// but was unbound again before then is disconnected too.
     pub fn enforce_auth_deadline<A: Adapter>(self: std::sync::Arc<Self>, s: SocketRef<A>) {
         let Some(deadline) = self.auth_deadline else {
             return;

@@ -164,6 +164,26 @@ async fn a_socket_that_never_authenticates_is_disconnected_after_the_deadline() 
 }
 
 #[tokio::test]
+async fn a_socket_unbound_again_before_the_deadline_is_disconnected_at_it() {
+    let app = spawn_app_with(|c| c.auth_deadline_secs = 1).await;
+    let alice = app.sign_up("alice").await;
+    let mut socket = app.authed_socket(&alice, Transport::WebSocket).await;
+    let wrong = json!({ "id": alice.id, "secretkey": "wrong" });
+    assert_eq!(
+        socket.emit_with_ack("initialConnection", &wrong).await,
+        vec![json!(false)]
+    );
+    let error = socket.expect("error").await;
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("deadline")),
+        "{error}"
+    );
+    socket.expect_closed().await;
+}
+
+#[tokio::test]
 async fn garbage_frames_do_not_take_the_node_down() {
     let app = spawn_app().await;
     let alice = app.sign_up("alice").await;
@@ -292,7 +312,7 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_the_one_limited() {
 }
 
 #[tokio::test]
-async fn the_authentication_deadline_holds_no_task_once_a_socket_authenticates_or_leaves() {
+async fn the_authentication_deadline_holds_no_task_once_its_socket_is_gone() {
     let app = spawn_app_with(|c| c.auth_deadline_secs = 600).await;
     let alice = app.sign_up("alice").await;
     let before = app.metric("tidings_runtime_alive_tasks").await;
@@ -302,7 +322,7 @@ async fn the_authentication_deadline_holds_no_task_once_a_socket_authenticates_o
         drop((authenticated, anonymous));
     }
     // Every socket's tasks end with it; before, each one left a task
-    // sleeping out the whole deadline (here ten minutes).
+    // sleeping out the whole deadline (here ten minutes), holding the socket.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let now = app.metric("tidings_runtime_alive_tasks").await;
