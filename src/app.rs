@@ -17,7 +17,10 @@ use uuid::Uuid;
 use crate::auth::{AuthError, Authenticator};
 use crate::cluster::{ClusterAdapter, RedisBus};
 use crate::config::{Config, ConfigError};
+use crate::delivery::{DeliveryChannel, PushLog, RedisLog, SqlLog};
+use crate::gateway::PendingUpgrades;
 use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push::PushService;
 use crate::state::AppState;
@@ -58,6 +61,7 @@ impl Application {
         persistence::migrate(&db).await?;
         let auth = Authenticator::new(db.clone(), config.argon2_concurrency()).await?;
 
+        let metrics = Arc::new(Metrics::default());
         let parts = |push: PushService, bus: Option<RedisBus>| {
             let presence =
                 Presence::start(&config, push.clone(), db.clone(), bus.as_ref(), node_id);
@@ -74,9 +78,14 @@ impl Application {
         let (state, router, schema) = match &config.redis_url {
             None => {
                 let (layer, io) = socket_io(&config).build_layer();
-                let state = parts(PushService::in_process(io.clone()), None);
-                gateway::register(&io, &state);
-                let (router, schema) = serve_stack(&state, layer, &config);
+                let log = SqlLog::new(db.clone(), config.retention());
+                tokio::spawn(sweep_log(log.clone(), config.retention().window));
+                let push = PushService::in_process(io.clone(), PushLog::Sql(log), metrics.clone());
+                let state = parts(push, None);
+                let pending = PendingUpgrades::default();
+                gateway::register(&io, &state, &pending);
+                let engine = gateway::engine_request_layer(io.clone(), &state, pending);
+                let (router, schema) = serve_stack(&state, layer, engine, &config);
                 (state, router, schema)
             }
             Some(url) => {
@@ -87,12 +96,23 @@ impl Application {
                 let (layer, io) = socket_io(&config)
                     .with_adapter::<ClusterAdapter>(adapter)
                     .build_layer();
-                let state = parts(PushService::cluster(io.clone()), Some(bus));
+                let log = RedisLog::new(bus.connection(), &config.redis_prefix, config.retention());
+                let channel = DeliveryChannel::new(bus.clone(), &config.redis_prefix, node_id);
+                let push = PushService::cluster(
+                    io.clone(),
+                    PushLog::Redis(log),
+                    channel.clone(),
+                    metrics.clone(),
+                );
+                let state = parts(push, Some(bus));
                 tokio::spawn(backend_push::listener::listen(state.clone()));
-                gateway::register(&io, &state)
+                tokio::spawn(listen_for_logged_pushes(channel, state.push().clone()));
+                let pending = PendingUpgrades::default();
+                gateway::register(&io, &state, &pending)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
-                let (router, schema) = serve_stack(&state, layer, &config);
+                let engine = gateway::engine_request_layer(io.clone(), &state, pending);
+                let (router, schema) = serve_stack(&state, layer, engine, &config);
                 (state, router, schema)
             }
         };
@@ -151,14 +171,50 @@ impl Application {
     }
 }
 
+/// Hands logged pushes published by other nodes to this node's sockets.
+async fn listen_for_logged_pushes(channel: DeliveryChannel, push: PushService) {
+    channel
+        .listen(|message| {
+            let push = push.clone();
+            async move { push.deliver_logged(message).await }
+        })
+        .await;
+}
+
+/// Appends trim their own user's log; this drops what expired for users
+/// nobody pushed to since, every tenth of the window.
+async fn sweep_log(log: SqlLog, window: std::time::Duration) {
+    let every = (window / 10).max(std::time::Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        match log.sweep().await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::debug!(dropped, "expired pushes dropped from the log"),
+            Err(err) => tracing::warn!(error = %err, "could not sweep the push log"),
+        }
+    }
+}
+
 /// The GraphQL schema and the router, with the Socket.IO layer of
 /// whichever adapter was chosen outermost, so HTTP, GraphQL and Socket.IO
 /// share one port.
-fn serve_stack<A: Adapter>(
+fn serve_stack<A: Adapter, E>(
     state: &AppState,
     socket_layer: SocketIoLayer<A>,
+    engine_requests: E,
     config: &Config,
-) -> (axum::Router, graphql::TidingsSchema) {
+) -> (axum::Router, graphql::TidingsSchema)
+where
+    E: Fn(
+            axum::extract::Request,
+            axum::middleware::Next,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     let limits = graphql::SchemaLimits {
         max_depth: config.graphql_max_depth,
         max_complexity: config.graphql_max_complexity,
@@ -175,6 +231,7 @@ fn serve_stack<A: Adapter>(
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .layer(http::cors(&config.allowed_origins))
             .layer(axum::middleware::map_request(http::detach_request_head))
+            .layer(axum::middleware::from_fn(engine_requests))
             .layer(socket_layer),
     );
     (router, schema)

@@ -199,6 +199,15 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub graphql_introspection: bool,
 
+    /// Seconds a push to a user stays in their log, for connections that
+    /// come back to resume (docs/protocol.md, "Delivery guarantees").
+    #[arg(long, env = "TIDINGS_RESUME_WINDOW_SECS", default_value_t = 120)]
+    pub resume_window_secs: u64,
+
+    /// Most pushes kept in one user's log; older ones are dropped first.
+    #[arg(long, env = "TIDINGS_RESUME_MAX_EVENTS", default_value_t = 1000)]
+    pub resume_max_events: usize,
+
     /// Log line format.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -263,6 +272,8 @@ impl Config {
                 "--graphql-max-complexity",
                 self.graphql_max_complexity as u64,
             ),
+            ("--resume-window-secs", self.resume_window_secs),
+            ("--resume-max-events", self.resume_max_events as u64),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -296,6 +307,14 @@ impl Config {
 
     pub fn presence_timeout(&self) -> Duration {
         Duration::from_millis(self.presence_timeout_ms)
+    }
+
+    /// What the durable push log keeps per user.
+    pub fn retention(&self) -> crate::delivery::Retention {
+        crate::delivery::Retention {
+            window: Duration::from_secs(self.resume_window_secs),
+            max_events: self.resume_max_events,
+        }
     }
 
     pub fn auth_deadline(&self) -> Option<Duration> {

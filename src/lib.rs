@@ -33,6 +33,7 @@ pub mod auth;
 pub mod backend_push;
 pub mod cluster;
 pub mod config;
+pub mod delivery;
 pub mod gateway;
 pub mod http;
 pub mod limits;

@@ -13,6 +13,10 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -25,6 +29,10 @@ pub struct Metrics {
     pub api_push_accepted: Counter,
     pub api_push_rejected: Counter,
     pub relay_stale_dropped: Counter,
+    pub pushes_logged: Counter,
+    pub pushes_not_logged: Counter,
+    pub pushes_replayed: Counter,
+    pub resyncs: Counter,
 }
 
 impl Metrics {
@@ -55,6 +63,26 @@ impl Metrics {
                 "tidings_api_push_rejected_total",
                 "POST /api/push requests refused",
                 &self.api_push_rejected,
+            ),
+            (
+                "tidings_pushes_logged_total",
+                "pushes to users written to the durable log (one per user)",
+                &self.pushes_logged,
+            ),
+            (
+                "tidings_pushes_not_logged_total",
+                "pushes to users the log could not take (delivered without a seq where reachable)",
+                &self.pushes_not_logged,
+            ),
+            (
+                "tidings_pushes_replayed_total",
+                "logged pushes sent again to a connection that resumed",
+                &self.pushes_replayed,
+            ),
+            (
+                "tidings_resyncs_total",
+                "resumes that asked for more than the log still held",
+                &self.resyncs,
             ),
         ] {
             let _ = writeln!(

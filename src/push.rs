@@ -1,18 +1,30 @@
 //! The push service: the one way anything reaches a user.
 //!
-//! GraphQL resolvers, and later the Redis listener and the HTTP push API,
-//! call this; none of them touch sockets. A user is addressed through the
-//! room `user:<id>`, which every socket joins when it authenticates as that
-//! user and leaves when it is unbound — so "send to this user" reaches every
-//! tab and device, and membership of that room *is* the binding (it is what
-//! the gateway checks before acting for a user).
+//! GraphQL resolvers, the Redis listener and the HTTP push API call this;
+//! none of them touch sockets. A user is addressed through the room
+//! `user:<id>`, which every socket joins when it authenticates as that user
+//! and leaves when it is unbound: so "send to this user" reaches every tab
+//! and device, and membership of that room *is* the binding (it is what the
+//! gateway checks before acting for a user).
+//!
+//! Pushes to users are durable: logged first (which gives them their
+//! `seq`), then offered to each connection's cursor, here and on every
+//! other node (`crate::delivery`). Everything else (rooms, presence, the
+//! `auth` of a revocation) is at-most-once and goes straight through
+//! socketioxide.
+
+use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::Value;
 use socketioxide::adapter::{Adapter, LocalAdapter};
+use socketioxide::extract::SocketRef;
 use socketioxide::{BroadcastError, SocketIo};
 use uuid::Uuid;
 
 use crate::cluster::ClusterAdapter;
+use crate::delivery::{Cursor, DeliveryChannel, LoggedMessage, Outbox, PushLog};
+use crate::metrics::Metrics;
 
 /// Name of the room that holds the one socket that was given `token` as its
 /// `tabWindowId`.
@@ -41,6 +53,10 @@ pub struct PushService {
     /// anyway (the `BackgroundPush` channel), where a cluster-wide emit from
     /// each node would hand every socket one copy per node.
     this_node_only: bool,
+    log: PushLog,
+    /// Carries logged pushes to the other nodes (cluster only).
+    channel: Option<DeliveryChannel>,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs `$body` with `$io` bound to whichever `SocketIo` the service holds.
@@ -54,17 +70,28 @@ macro_rules! on_io {
 }
 
 impl PushService {
-    pub fn in_process(io: SocketIo<LocalAdapter>) -> Self {
+    pub fn in_process(io: SocketIo<LocalAdapter>, log: PushLog, metrics: Arc<Metrics>) -> Self {
         Self {
             fanout: Fanout::Local(io),
             this_node_only: false,
+            log,
+            channel: None,
+            metrics,
         }
     }
 
-    pub fn cluster(io: SocketIo<ClusterAdapter>) -> Self {
+    pub fn cluster(
+        io: SocketIo<ClusterAdapter>,
+        log: PushLog,
+        channel: DeliveryChannel,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             fanout: Fanout::Cluster(io),
             this_node_only: false,
+            log,
+            channel: Some(channel),
+            metrics,
         }
     }
 
@@ -76,19 +103,79 @@ impl PushService {
         }
     }
 
-    /// Emits `event` to every authenticated socket of each of `users`. A
-    /// socket in several of the rooms still receives the event once.
+    /// The counters this service and the rest of the node share.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The per-user log every durable push is written to.
+    pub fn log(&self) -> &PushLog {
+        &self.log
+    }
+
+    /// A durable push: logged for each of `users`, then sent to every
+    /// authenticated socket of theirs on every node, with `{ seq }` as its
+    /// second argument. When the log cannot be written (Redis down) the
+    /// push still goes to the sockets that can be reached now, without a
+    /// `seq`, and the loss of its durability is counted.
     pub async fn to_users<T: Serialize + ?Sized>(&self, users: &[Uuid], event: &str, payload: &T) {
+        if users.is_empty() {
+            return;
+        }
+        let payload = match serde_json::to_value(payload) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(event, error = %err, "push payload not encodable");
+                return;
+            }
+        };
+        match self.log.append(users, event, &payload).await {
+            Ok(seqs) => {
+                self.metrics.pushes_logged.add(seqs.len() as u64);
+                for (user, seq) in users.iter().zip(seqs) {
+                    self.deliver_logged_here(*user, seq, event, &payload).await;
+                    if let Some(channel) = &self.channel {
+                        channel.publish(*user, seq, event, &payload).await;
+                    }
+                }
+            }
+            Err(err) => {
+                self.metrics.pushes_not_logged.add(users.len() as u64);
+                tracing::warn!(event, users = users.len(), error = %err, "push not logged; delivering to reachable sockets without a seq");
+                self.to_users_at_most_once(users, event, &payload).await;
+            }
+        }
+    }
+
+    pub async fn to_user<T: Serialize + ?Sized>(&self, user: Uuid, event: &str, payload: &T) {
+        self.to_users(&[user], event, payload).await;
+    }
+
+    /// A logged push from another node, for this node's sockets.
+    pub async fn deliver_logged(&self, message: LoggedMessage) {
+        self.deliver_logged_here(message.user, message.seq, &message.event, &message.payload)
+            .await;
+    }
+
+    async fn deliver_logged_here(&self, user: Uuid, seq: u64, event: &str, payload: &Value) {
+        on_io!(self, io => offer_to_local_sockets(io, &self.log, user, seq, event, payload).await)
+    }
+
+    /// Emits `event` to every authenticated socket of each of `users`, not
+    /// logged (presence: a state, which `onlineFollowing` answers anyway).
+    /// A socket in several of the rooms still receives the event once.
+    pub async fn to_users_at_most_once<T: Serialize + ?Sized>(
+        &self,
+        users: &[Uuid],
+        event: &str,
+        payload: &T,
+    ) {
         if users.is_empty() {
             return;
         }
         let rooms: Vec<String> = users.iter().copied().map(user_room).collect();
         let result = on_io!(self, io => emit(io, self.this_node_only, rooms, event, payload).await);
         report(result, event, users.len());
-    }
-
-    pub async fn to_user<T: Serialize + ?Sized>(&self, user: Uuid, event: &str, payload: &T) {
-        self.to_users(&[user], event, payload).await;
     }
 
     /// Emits `event` to every socket in the named rooms.
@@ -145,6 +232,50 @@ impl PushService {
     /// counts per node; the cluster-wide answer is the presence store's).
     pub fn local_sockets_of(&self, user: Uuid) -> usize {
         on_io!(self, io => io.local().to(user_room(user)).sockets().len())
+    }
+}
+
+/// Offers a logged push to the cursor of each of this node's sockets of
+/// `user`.
+async fn offer_to_local_sockets<A: Adapter>(
+    io: &SocketIo<A>,
+    log: &PushLog,
+    user: Uuid,
+    seq: u64,
+    event: &str,
+    payload: &Value,
+) {
+    for socket in io.local().to(user_room(user)).sockets() {
+        let Some(cursor) = socket.extensions.get::<Arc<Cursor>>() else {
+            continue;
+        };
+        let outbox = SocketOutbox(&socket);
+        cursor
+            .lock()
+            .await
+            .offer(log, &outbox, user, seq, event, payload)
+            .await;
+    }
+}
+
+/// A Socket.IO socket as a cursor's outbox: the payload first, `meta` as a
+/// second argument (so one-argument listeners keep working).
+pub struct SocketOutbox<'a, A: Adapter>(pub &'a SocketRef<A>);
+
+impl<A: Adapter> Outbox for SocketOutbox<'_, A> {
+    fn send(&self, event: &str, payload: &Value, meta: &Value) -> bool {
+        let sent = if meta.is_null() {
+            self.0.emit(event, payload)
+        } else {
+            self.0.emit(event, &(payload, meta))
+        };
+        match sent {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(socket_id = %self.0.id, event, error = %err, "durable push not queued to socket");
+                false
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use graphql::backend::{BackendError, IssuedSecret};
+use graphql::backend::{BackendError, IssuedSecret, LogEntry};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
@@ -34,7 +34,7 @@ struct Inner {
     push: PushService,
     presence: Presence,
     bus: Option<RedisBus>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     failed_auth: FailureLedger,
 }
 
@@ -67,6 +67,7 @@ impl AppState {
         presence: Presence,
         bus: Option<RedisBus>,
     ) -> Self {
+        let metrics = push.metrics().clone();
         let failed_auth = FailureLedger::new(
             config.max_failed_auth_per_address,
             std::time::Duration::from_secs(config.failed_auth_window_secs),
@@ -80,7 +81,7 @@ impl AppState {
                 push,
                 presence,
                 bus,
-                metrics: Metrics::default(),
+                metrics,
                 failed_auth,
             }),
         }
@@ -156,6 +157,30 @@ impl graphql::Backend for AppState {
 
     async fn evict(&self, user: Uuid, room: &str) {
         self.push().evict(user, room).await;
+    }
+
+    async fn push_log(
+        &self,
+        user: Uuid,
+        since: u64,
+        first: usize,
+    ) -> Result<Vec<LogEntry>, BackendError> {
+        let read = self
+            .push()
+            .log()
+            .read(user, since, first)
+            .await
+            .map_err(|e| BackendError(e.to_string()))?;
+        Ok(read
+            .entries
+            .into_iter()
+            .map(|entry| LogEntry {
+                seq: entry.seq,
+                event: entry.event,
+                payload: entry.payload,
+                created_at: entry.created_at,
+            })
+            .collect())
     }
 
     async fn online(&self, users: &[Uuid]) -> Vec<bool> {

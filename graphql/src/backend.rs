@@ -18,6 +18,15 @@ pub struct IssuedSecret {
 #[error("{0}")]
 pub struct BackendError(pub String);
 
+/// One entry of a user's durable push log.
+pub struct LogEntry {
+    pub seq: u64,
+    pub event: String,
+    pub payload: serde_json::Value,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+}
+
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     fn db(&self) -> &DatabaseConnection;
@@ -39,6 +48,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Makes every socket of `user`, on every node, leave `room` now.
     async fn evict(&self, user: Uuid, room: &str);
+
+    /// The user's logged pushes after `since`, oldest first, at most `first`.
+    async fn push_log(
+        &self,
+        user: Uuid,
+        since: u64,
+        first: usize,
+    ) -> Result<Vec<LogEntry>, BackendError>;
 
     /// Which of `users` have at least one authenticated socket anywhere in
     /// the cluster, in the same order.

@@ -20,6 +20,7 @@ mod content;
 mod error;
 pub mod events;
 mod mutation;
+mod push_log;
 mod query;
 mod types;
 pub mod viewer;
@@ -60,11 +61,15 @@ impl Default for SchemaLimits {
 /// Builds the schema once at start-up. `backend` is the application's shared
 /// state; resolvers get it from the schema data.
 pub fn build_schema(backend: Arc<dyn Backend>, limits: &SchemaLimits) -> TidingsSchema {
-    let mut builder = Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription)
-        .data(backend)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_directives(limits.max_directives);
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .data(backend)
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_directives(limits.max_directives);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

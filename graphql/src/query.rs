@@ -15,10 +15,16 @@ use crate::Viewer;
 
 pub const MAX_PAGE: u64 = 100;
 
-pub struct QueryRoot;
+/// Every query: this crate's query groups, merged.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct QueryRoot(SocialQueries, crate::push_log::PushLogQueries);
+
+/// Users, follows, chatrooms and presence.
+#[derive(Default)]
+pub struct SocialQueries;
 
 #[Object]
-impl QueryRoot {
+impl SocialQueries {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> ApiResult<User> {
         Ok(User(viewer(ctx)?.clone()))

@@ -6,11 +6,19 @@
 //! bus's job (it resubscribes by itself), so the stream simply goes quiet
 //! and resumes.
 
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
 use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 use socketioxide_redis::drivers::Driver;
 
 use super::{BackgroundPush, Target};
 use crate::state::AppState;
+
+/// How long a node remembers a message it saw, to tell a repeat of it from
+/// the same message seen by every node (see `Claims`).
+const CLAIM_WINDOW: Duration = Duration::from_secs(10);
 
 pub async fn listen(app: AppState) {
     let Some(bus) = app.bus().cloned() else {
@@ -22,21 +30,25 @@ pub async fn listen(app: AppState) {
             Ok(messages) => break messages,
             Err(err) => {
                 tracing::warn!(channel, error = %err, "cannot subscribe to BackgroundPush yet; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     };
     tracing::info!(channel, "listening for backend pushes");
+    let mut claims = Claims::default();
     while let Some((_, raw)) = messages.next().await {
-        deliver(&app, &raw).await;
+        deliver(&app, &raw, &mut claims).await;
     }
 }
 
-/// Every node receives every message on the channel, so each delivers to
-/// its own sockets only: together they reach every node exactly once.
-pub async fn deliver(app: &AppState, raw: &[u8]) {
+/// Every node receives every message on the channel. Pushes to rooms and
+/// tabs are delivered by each node to its own sockets, so together they
+/// reach every node once. A push to a user is durable and must be logged
+/// once: the node that claims it in Redis logs it and delivers it to the
+/// whole cluster, the others leave it.
+pub async fn deliver(app: &AppState, raw: &[u8], claims: &mut Claims) {
     let metrics = app.metrics();
-    let push = app.push().this_node();
+    let here = app.push().this_node();
     metrics.background_push_received.inc();
     let message = match BackgroundPush::parse(raw) {
         Ok(push) => push,
@@ -48,22 +60,79 @@ pub async fn deliver(app: &AppState, raw: &[u8]) {
     };
     match &message.target {
         Target::Room(room) => {
-            push.to_rooms(vec![room.clone()], &message.event, &message.payload)
+            here.to_rooms(vec![room.clone()], &message.event, &message.payload)
                 .await;
         }
-        Target::User { user, tab: None } => {
-            push.to_user(*user, &message.event, &message.payload).await;
-        }
+        Target::User { user, tab: None } => match claims.claim(app, raw).await {
+            Ok(true) => {
+                app.push()
+                    .to_user(*user, &message.event, &message.payload)
+                    .await
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(user_id = %user, error = %err, "cannot claim a BackgroundPush; delivering here without logging");
+                here.to_users_at_most_once(&[*user], &message.event, &message.payload)
+                    .await;
+            }
+        },
         Target::User {
             user,
             tab: Some(tab),
         } => {
             // Only the node that holds the tab finds it; the others have
             // nothing to do, so not finding it here is not an error.
-            let delivered = push
+            let delivered = here
                 .to_tab(*user, tab, &message.event, &message.payload)
                 .await;
             tracing::debug!(user_id = %user, delivered, "BackgroundPush to a tab");
         }
     }
+}
+
+/// Which node logs a `BackgroundPush` to a user. Messages carry no id, and
+/// a backend may well publish the same message twice on purpose; but every
+/// node subscribed to the channel sees the same messages in the same order.
+/// So the k-th copy of a message within `CLAIM_WINDOW` is claimed in Redis
+/// as `<digest>:<k>` (`SET NX`): exactly one node wins each copy.
+#[derive(Default)]
+pub struct Claims {
+    seen: HashMap<[u8; 32], VecDeque<Instant>>,
+}
+
+impl Claims {
+    async fn claim(&mut self, app: &AppState, raw: &[u8]) -> Result<bool, redis::RedisError> {
+        let Some(bus) = app.bus() else {
+            return Ok(true);
+        };
+        let now = Instant::now();
+        self.seen.retain(|_, times| {
+            while times.front().is_some_and(|t| now - *t > CLAIM_WINDOW) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        let digest: [u8; 32] = Sha256::digest(raw).into();
+        let copies = self.seen.entry(digest).or_default();
+        copies.push_back(now);
+        let key = format!(
+            "{}:bgpush:{}:{}",
+            app.config().redis_prefix,
+            hex(&digest),
+            copies.len()
+        );
+        let won: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(app.node_id().to_string())
+            .arg("NX")
+            .arg("PX")
+            .arg(CLAIM_WINDOW.as_millis() as u64 * 2)
+            .query_async(&mut bus.connection())
+            .await?;
+        Ok(won.is_some())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -20,8 +20,10 @@
 //! (through the push service), and strong references back would make a
 //! cycle that never frees the database pool.
 
+mod engine_requests;
 mod handshake;
 mod relay;
+mod resume;
 mod rooms;
 mod session;
 
@@ -40,19 +42,56 @@ use socketioxide::SocketIo;
 use socketioxide_core::adapter::DefinedAdapter;
 use uuid::Uuid;
 
+use crate::delivery::Cursor;
 use crate::push::tab_room;
 use crate::state::{AppState, WeakAppState};
+pub use engine_requests::{Device, PendingUpgrades, DEVICE_COOKIE};
 pub use session::{emit, emit_error, Session};
 
 /// Attaches the gateway to the default namespace. With the Redis adapter
 /// the result is a future that subscribes the namespace's channels.
-pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &AppState) -> A::InitRes {
+pub fn register<A: Adapter + DefinedAdapter>(
+    io: &SocketIo<A>,
+    app: &AppState,
+    pending: &PendingUpgrades,
+) -> A::InitRes {
     let app = app.downgrade();
     let attach = move |s: SocketRef<A>| {
         let app = app.clone();
         async move { attach(&s, app) }
     };
-    io.ns("/", on_connect::<A>.with(attach))
+    let pending = pending.clone();
+    let on_connect = move |s: SocketRef<A>, auth: TryData<Value>| {
+        let pending = pending.clone();
+        async move { on_connect(s, auth, pending).await }
+    };
+    io.ns("/", on_connect.with(attach))
+}
+
+/// The HTTP middleware that reads every request of an Engine.IO session
+/// (see `engine_requests`), to put in front of the Socket.IO layer.
+pub fn engine_request_layer<A: Adapter>(
+    io: SocketIo<A>,
+    app: &AppState,
+    pending: PendingUpgrades,
+) -> impl Fn(
+    axum::extract::Request,
+    axum::middleware::Next,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    let app = app.downgrade();
+    move |request, next| {
+        Box::pin(engine_requests::handle(
+            io.clone(),
+            app.clone(),
+            pending.clone(),
+            request,
+            next,
+        ))
+    }
 }
 
 /// Creates the socket's session and registers its handlers, before the
@@ -65,9 +104,17 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &AppState) -
 /// puts the event table in one `match`.
 fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'static str> {
     let app = app.upgrade().ok_or("the server is shutting down")?;
+    let cursor = Arc::new(Cursor::default());
+    let device = s
+        .req_parts()
+        .extensions
+        .get::<Device>()
+        .map(|d| d.0.clone());
     let session = Arc::new(Session::new(
         &app,
         client_addr(s.req_parts(), &app.config().trusted_proxies),
+        cursor.clone(),
+        device,
     ));
     s.on_fallback({
         let session = session.clone();
@@ -87,6 +134,7 @@ fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'stati
         }
     });
     s.extensions.insert(session);
+    s.extensions.insert(cursor);
     Ok(())
 }
 
@@ -116,11 +164,16 @@ async fn dispatch<A: Adapter>(
         "leaveRoom" => rooms::leave(s, data, ack).await,
         "event" => relay::relay(&session, s, data, ack).await,
         "typing" => relay::typing(&session, s, data, ack).await,
+        "resume" => resume::resume_event(&session, s, data, ack).await,
         _ => unknown_event(&s, &event, ack),
     }
 }
 
-async fn on_connect<A: Adapter>(s: SocketRef<A>, TryData(handshake_auth): TryData<Value>) {
+async fn on_connect<A: Adapter>(
+    s: SocketRef<A>,
+    TryData(handshake_auth): TryData<Value>,
+    pending: PendingUpgrades,
+) {
     tracing::debug!(socket_id = %s.id, transport = ?s.transport_type(), "socket connected");
     let Some(session) = s.extensions.get::<Arc<Session>>() else {
         tracing::error!(socket_id = %s.id, "socket has no session; disconnecting");
@@ -131,6 +184,10 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>, TryData(handshake_auth): TryDat
     };
     give_tab_window_id(&s);
     session.handshake(&s, handshake_auth.ok()).await;
+    // An upgrade that came before the socket was connected left its cookies.
+    if let Some(carried) = pending.take(s.id) {
+        session.carried(&s, carried).await;
+    }
     session.enforce_auth_deadline(s);
 }
 

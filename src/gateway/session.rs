@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use entity::{now_ms, user};
@@ -15,11 +15,14 @@ use socketioxide_core::adapter::Room;
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Credentials, CredentialsError};
+use crate::delivery::{Cursor, Position};
 use crate::limits::TokenBucket;
 use crate::push::user_room;
 use crate::state::{AppState, WeakAppState};
 
+use super::engine_requests::Carried;
 use super::handshake;
+use super::resume::{self, Start};
 
 pub struct Session {
     /// Weak: see the module doc of `gateway` (the socket layer lives inside
@@ -49,11 +52,17 @@ pub struct Session {
     /// Without it a closed socket was kept whole, by the task sleeping out
     /// the rest of its deadline.
     deadline_lifted: tokio::sync::Notify,
+    /// This socket's place in its user's push log (also in the socket's
+    /// extensions, where the push service finds it).
+    cursor: Arc<Cursor>,
+    /// The browser this socket is, by its device cookie: where it stops is
+    /// where it resumes after a reconnect.
+    device: Mutex<Option<String>>,
 }
 
 /// What one authentication attempt came to.
 enum Outcome {
-    Bound(Uuid),
+    Bound(Uuid, Start),
     Refused(String),
     Denied,
     /// The client address has failed too often; nothing was verified.
@@ -62,7 +71,12 @@ enum Outcome {
 }
 
 impl Session {
-    pub fn new(app: &AppState, addr: Option<IpAddr>) -> Self {
+    pub fn new(
+        app: &AppState,
+        addr: Option<IpAddr>,
+        cursor: Arc<Cursor>,
+        device: Option<String>,
+    ) -> Self {
         let config = app.config();
         Self {
             app: app.downgrade(),
@@ -77,7 +91,20 @@ impl Session {
             cut_off: AtomicBool::new(false),
             auth_turn: tokio::sync::Mutex::new(()),
             deadline_lifted: tokio::sync::Notify::new(),
+            cursor,
+            device: Mutex::new(device),
         }
+    }
+
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    pub fn device(&self) -> Option<String> {
+        self.device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The application, unless it is shutting down.
@@ -138,7 +165,7 @@ impl Session {
             Some(value) => Credentials::from_json(value),
             None => Err(CredentialsError::NotAnObject),
         };
-        let authenticated = self.attempt(&s, credentials).await;
+        let authenticated = self.attempt(&s, credentials, None).await;
         if let Err(err) = ack.send(&authenticated) {
             tracing::debug!(socket_id = %s.id, error = %err, "could not send initialConnection ack");
         }
@@ -150,10 +177,37 @@ impl Session {
     /// A handshake without credentials is answered with nothing.
     pub async fn handshake<A: Adapter>(&self, s: &SocketRef<A>, auth: Option<Value>) {
         let Some(app) = self.app() else { return };
+        let since = match auth.as_ref().and_then(|auth| auth.get("since")) {
+            Some(since) => match resume::parse_since(since) {
+                Ok(since) => Some(since),
+                Err(reason) => {
+                    emit_error(s, &format!("resume: {reason}"));
+                    None
+                }
+            },
+            None => None,
+        };
         if let Some(credentials) =
             handshake::credentials(s.req_parts(), auth.as_ref(), app.config())
         {
-            self.attempt(s, credentials).await;
+            self.attempt(s, credentials, since).await;
+            self.disconnect_if_cut_off(s);
+        }
+    }
+
+    /// What a later request of the Engine.IO session carried (the WebSocket
+    /// upgrade of a browser page on another origin): its device, and
+    /// credential cookies that authenticate the socket if nothing did yet.
+    pub async fn carried<A: Adapter>(&self, s: &SocketRef<A>, carried: Carried) {
+        if let Some(device) = carried.device {
+            *self.device.lock().unwrap_or_else(|p| p.into_inner()) = Some(device);
+        }
+        if self.bound_user(s).is_some() {
+            return;
+        }
+        if let Some(credentials) = carried.credentials {
+            tracing::debug!(socket_id = %s.id, "credentials on a later request of the session");
+            self.attempt(s, credentials, None).await;
             self.disconnect_if_cut_off(s);
         }
     }
@@ -162,8 +216,12 @@ impl Session {
         &self,
         s: &SocketRef<A>,
         credentials: Result<Credentials, CredentialsError>,
+        since: Option<u64>,
     ) -> bool {
         let _turn = self.auth_turn.lock().await;
+        // Held until the socket is on its way in the log: pushes for it wait,
+        // then arrive after `auth` and after anything replayed.
+        let mut position = self.cursor.lock().await;
         let Some(app) = self.app() else {
             emit_error(s, "the server is shutting down");
             emit(s, "auth", &false);
@@ -186,7 +244,7 @@ impl Session {
                 self.unbind(&app, s).await;
                 Outcome::Refused(format!("invalid credentials: {reason}"))
             }
-            Ok(credentials) => self.bind(&app, s, &credentials).await,
+            Ok(credentials) => self.bind(&app, s, &credentials, &position, since).await,
         };
         if matches!(outcome, Outcome::Refused(_) | Outcome::Denied) {
             if let Some(addr) = self.addr {
@@ -195,13 +253,15 @@ impl Session {
         }
         // The socket keeps only the rooms its (new) identity may hold.
         let now_bound = match &outcome {
-            Outcome::Bound(user) => Some(*user),
+            Outcome::Bound(user, _) => Some(*user),
             _ => None,
         };
         super::rooms::prune(s, &app, now_bound).await;
+        let mut start = None;
         let authenticated = match outcome {
-            Outcome::Bound(user_id) => {
+            Outcome::Bound(user_id, from) => {
                 tracing::info!(socket_id = %s.id, user_id = %user_id, "socket authenticated");
+                start = Some((user_id, from));
                 true
             }
             Outcome::Refused(reason) => {
@@ -226,7 +286,23 @@ impl Session {
                 false
             }
         };
+        // A socket starting now takes its place before it hears `auth`: a
+        // push the client causes once it has its answer must reach it. A
+        // replay comes after `auth`, as the client expects.
+        let mut replay_after = None;
+        match start {
+            Some((user, Start::After(since))) => replay_after = Some((user, since)),
+            Some((user, Start::Now)) => resume::follow_from_now(&app, &mut position, user).await,
+            Some((_, Start::Keep)) => {}
+            None => position.unfollow(),
+        }
         emit(s, "auth", &authenticated);
+        if let Some((user, since)) = replay_after {
+            if let Err(err) = resume::replay(&app, s, &mut position, user, since).await {
+                emit_error(s, &format!("resume: {err}"));
+            }
+        }
+        drop(position);
         if authenticated {
             self.failed_attempts.store(0, Ordering::Relaxed);
         } else if self.failed_attempts.fetch_add(1, Ordering::Relaxed) + 1 >= limit {
@@ -243,11 +319,15 @@ impl Session {
         app: &AppState,
         s: &SocketRef<A>,
         credentials: &Credentials,
+        position: &Position,
+        since: Option<u64>,
     ) -> Outcome {
         let previous = self.release(app, s).await;
-        let outcome = self.verify_and_bind(app, s, credentials).await;
+        let outcome = self
+            .verify_and_bind(app, s, credentials, position, since)
+            .await;
         let now = match outcome {
-            Outcome::Bound(user) => Some(user),
+            Outcome::Bound(user, _) => Some(user),
             _ => None,
         };
         if let Some(user) = now {
@@ -264,6 +344,8 @@ impl Session {
         app: &AppState,
         s: &SocketRef<A>,
         credentials: &Credentials,
+        position: &Position,
+        since: Option<u64>,
     ) -> Outcome {
         let user = match app.auth().authenticate(credentials).await {
             Ok(user) => user,
@@ -284,6 +366,7 @@ impl Session {
             tracing::error!(socket_id = %s.id, user_id = %user.id, error = %err, "could not store socket id");
             return Outcome::Failed;
         }
+        let start = resume::start_point(app, self, position, user.id, since).await;
         *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.id);
         s.join(user_room(user.id));
         // The socket may have gone while we verified: then the disconnect
@@ -292,14 +375,19 @@ impl Session {
             self.release(app, s).await;
             return Outcome::Failed;
         }
-        Outcome::Bound(user.id)
+        Outcome::Bound(user.id, start)
     }
 
-    /// Forgets the user of this socket and settles their presence.
+    /// Forgets the user of this socket and settles their presence. The row's
+    /// socket id is cleared last, so whoever sees it cleared also sees the
+    /// user's presence settled.
     async fn unbind<A: Adapter>(&self, app: &AppState, s: &SocketRef<A>) {
-        if let Some(user) = self.release(app, s).await {
-            app.presence().refresh(user).await;
-        }
+        let Some(user) = self.user.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        s.leave(user_room(user));
+        app.presence().refresh(user).await;
+        clear_socket_id(app, s, user).await;
     }
 
     /// Leaves the user's room and clears `users.socket_id` if (and only if)
@@ -317,10 +405,33 @@ impl Session {
         let user_id = *self.user.lock().unwrap_or_else(|p| p.into_inner());
         tracing::debug!(socket_id = %s.id, user_id = ?user_id, ?reason, "socket disconnected");
         match self.app() {
-            Some(app) => self.unbind(&app, &s).await,
+            Some(app) => {
+                // Saved before the socket lets go of its user, so that once
+                // the user shows offline, where they stopped is known.
+                if let Some((user, seq)) = self.cursor.last_sent() {
+                    self.leave_place(&app, user, seq).await;
+                }
+                self.unbind(&app, &s).await;
+            }
             // Shutting down: the row keeps its socket id until that user's
             // next connection replaces it.
             None => drop(self.user.lock().unwrap_or_else(|p| p.into_inner()).take()),
+        }
+    }
+
+    /// Remembers where this socket stopped in its user's log, for the
+    /// window: under its device, and as the user's last socket (used only
+    /// if the user has no other socket when one comes back; see `resume`).
+    async fn leave_place(&self, app: &AppState, user: Uuid, seq: u64) {
+        let log = app.push().log();
+        let keys = self
+            .device()
+            .into_iter()
+            .chain([resume::LAST_SOCKET.to_owned()]);
+        for key in keys {
+            if let Err(err) = log.save_device_cursor(user, &key, seq).await {
+                tracing::warn!(user_id = %user, error = %err, "could not save where a socket stopped");
+            }
         }
     }
 

@@ -161,7 +161,12 @@ impl Presence {
         tracing::info!(user_id = %t.user, online = t.online, "presence changed");
         let payload = json!({ "userId": t.user, "online": t.online, "timestamp": t.timestamp });
         match followers_of(&inner.db, t.user).await {
-            Ok(followers) => inner.push.to_users(&followers, "presence", &payload).await,
+            Ok(followers) => {
+                inner
+                    .push
+                    .to_users_at_most_once(&followers, "presence", &payload)
+                    .await
+            }
             Err(err) => {
                 tracing::error!(user_id = %t.user, error = %err, "cannot read followers; presence not pushed")
             }

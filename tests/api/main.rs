@@ -7,6 +7,7 @@ mod helpers;
 mod backend_push;
 mod cli;
 mod cluster;
+mod delivery;
 mod graphql_api;
 mod health;
 mod limits;

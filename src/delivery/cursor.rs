@@ -1,0 +1,183 @@
+//! One connection's place in its user's log: what it has been sent, so that
+//! every durable push reaches it once, in `seq` order, whatever way the push
+//! came (live on this node, from another node over Redis, or replayed
+//! after a reconnect).
+//!
+//! Everything sent to a connection from its log goes through its cursor's
+//! lock. A push whose `seq` the connection already has is dropped; one that
+//! arrives ahead of a gap (a message lost between nodes, two pushes racing)
+//! first has the gap filled from the log. So order and "no duplicate, no
+//! gap" never depend on how messages travel between nodes.
+
+use serde_json::{json, Value};
+use tokio::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
+
+use super::log::{LogError, PushLog};
+
+/// Where a connection's durable pushes go: the transport's own way of
+/// sending one event (a Socket.IO emit, a plain WebSocket frame).
+pub trait Outbox: Sync {
+    /// Queues `event` with `payload` and `meta` (`{ seq }`, or `{ seq,
+    /// replayed: true }`); false when the connection could not take it.
+    fn send(&self, event: &str, payload: &Value, meta: &Value) -> bool;
+}
+
+#[derive(Default)]
+pub struct Cursor {
+    position: Mutex<Position>,
+}
+
+#[derive(Default, Debug)]
+pub struct Position {
+    /// The user whose log this connection follows; none while unbound.
+    user: Option<Uuid>,
+    /// The last `seq` this connection was sent (or started after); none
+    /// when its start could not be read (the log was unreachable): then the
+    /// next live push starts it, with nothing filled in before.
+    last: Option<u64>,
+}
+
+/// What a resume sent.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub count: usize,
+    /// Set when the log no longer held everything after the asked-for seq:
+    /// the oldest seq it still had (`resync` was sent).
+    pub resync_from: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The client claims more than was ever pushed to this user: another
+    /// user's numbers, or made up. Nothing is replayed.
+    #[error("since {since} is ahead of this user's log, which ends at {head}")]
+    Ahead { since: u64, head: u64 },
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl Cursor {
+    /// Holds the connection's place while something is decided or sent;
+    /// pushes for it wait meanwhile, then are sent or dropped in order.
+    pub async fn lock(&self) -> MutexGuard<'_, Position> {
+        self.position.lock().await
+    }
+
+    /// The last `seq` sent, when the lock is free (for saving a device's
+    /// place at disconnect, when nothing else is sent any more).
+    pub fn last_sent(&self) -> Option<(Uuid, u64)> {
+        let position = self.position.try_lock().ok()?;
+        position.user.zip(position.last)
+    }
+}
+
+impl Position {
+    /// From now on the connection follows `user`'s log, having everything
+    /// up to `last`.
+    pub fn follow(&mut self, user: Uuid, last: Option<u64>) {
+        self.user = Some(user);
+        self.last = last;
+    }
+
+    pub fn unfollow(&mut self) {
+        self.user = None;
+        self.last = None;
+    }
+
+    pub fn last(&self) -> Option<u64> {
+        self.last
+    }
+
+    pub fn user(&self) -> Option<Uuid> {
+        self.user
+    }
+
+    /// A live push. Dropped if the connection follows someone else or
+    /// already has it; a gap before it is filled from the log first.
+    pub async fn offer(
+        &mut self,
+        log: &PushLog,
+        outbox: &dyn Outbox,
+        user: Uuid,
+        seq: u64,
+        event: &str,
+        payload: &Value,
+    ) {
+        if self.user != Some(user) {
+            return;
+        }
+        let Some(last) = self.last else {
+            outbox.send(event, payload, &meta(seq, false));
+            self.last = Some(seq);
+            return;
+        };
+        if seq <= last {
+            return;
+        }
+        if seq > last + 1 {
+            let missing = usize::try_from(seq - last - 1).unwrap_or(usize::MAX);
+            match log.read(user, last, missing).await {
+                Ok(read) => {
+                    for entry in read.entries.iter().filter(|e| e.seq < seq) {
+                        outbox.send(&entry.event, &entry.payload, &meta(entry.seq, false));
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(user_id = %user, error = %err, after = last, "could not fill a gap from the push log");
+                }
+            }
+        }
+        outbox.send(event, payload, &meta(seq, false));
+        self.last = Some(seq);
+    }
+
+    /// Sends every logged push after `since` (a `resync` first when some of
+    /// them are gone), marked as replayed, and follows on from the newest.
+    pub async fn replay(
+        &mut self,
+        log: &PushLog,
+        outbox: &dyn Outbox,
+        user: Uuid,
+        since: u64,
+        max_events: usize,
+    ) -> Result<Replayed, ReplayError> {
+        let read = log.read(user, since, max_events).await?;
+        if since > read.head {
+            self.follow(user, Some(read.head));
+            return Err(ReplayError::Ahead {
+                since,
+                head: read.head,
+            });
+        }
+        let resync_from = read.missing_before(since);
+        if let Some(oldest) = resync_from {
+            outbox.send(
+                "resync",
+                &json!({ "since": since, "oldest": oldest }),
+                &Value::Null,
+            );
+        }
+        for entry in &read.entries {
+            outbox.send(&entry.event, &entry.payload, &meta(entry.seq, true));
+        }
+        let last = match read.entries.last() {
+            Some(newest) => newest.seq,
+            None => since.max(read.head),
+        };
+        self.follow(user, Some(last));
+        Ok(Replayed {
+            count: read.entries.len(),
+            resync_from,
+        })
+    }
+}
+
+/// The second argument of a durable push.
+pub fn meta(seq: u64, replayed: bool) -> Value {
+    if replayed {
+        json!({ "seq": seq, "replayed": true })
+    } else {
+        json!({ "seq": seq })
+    }
+}
