@@ -50,17 +50,23 @@ pub enum Start {
 
 /// Decides where `user`'s new socket starts, before it joins the user's
 /// room (so "had no other socket" is not answered by itself).
+///
+/// `was_bound` is who the socket was bound to before this attempt: a socket
+/// authenticating again as the same user keeps its place, but one whose
+/// binding was revoked meanwhile (a secret rotation) starts afresh, since
+/// what was pushed while it was unbound is not its own.
 pub async fn start_point(
     app: &AppState,
     session: &Session,
     position: &Position,
     user: Uuid,
     since: Option<u64>,
+    was_bound: Option<Uuid>,
 ) -> Start {
     if let Some(since) = since {
         return Start::After(since);
     }
-    if position.user() == Some(user) {
+    if was_bound == Some(user) && position.user() == Some(user) {
         return Start::Keep;
     }
     let log = app.push().log();

@@ -322,9 +322,10 @@ impl Session {
         position: &Position,
         since: Option<u64>,
     ) -> Outcome {
+        let was_bound = self.bound_user(s);
         let previous = self.release(app, s).await;
         let outcome = self
-            .verify_and_bind(app, s, credentials, position, since)
+            .verify_and_bind(app, s, credentials, position, since, was_bound)
             .await;
         let now = match outcome {
             Outcome::Bound(user, _) => Some(user),
@@ -346,6 +347,7 @@ impl Session {
         credentials: &Credentials,
         position: &Position,
         since: Option<u64>,
+        was_bound: Option<Uuid>,
     ) -> Outcome {
         let user = match app.auth().authenticate(credentials).await {
             Ok(user) => user,
@@ -366,7 +368,7 @@ impl Session {
             tracing::error!(socket_id = %s.id, user_id = %user.id, error = %err, "could not store socket id");
             return Outcome::Failed;
         }
-        let start = resume::start_point(app, self, position, user.id, since).await;
+        let start = resume::start_point(app, self, position, user.id, since, was_bound).await;
         *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.id);
         s.join(user_room(user.id));
         // The socket may have gone while we verified: then the disconnect

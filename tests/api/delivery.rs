@@ -278,3 +278,33 @@ async fn push_log_lists_the_callers_pushes_after_since_oldest_first() {
     let response = app.graphql(query, json!({ "s": 0 }), None).await;
     assert_eq!(error_code(&response), "UNAUTHENTICATED");
 }
+
+#[tokio::test]
+async fn a_socket_unbound_by_a_secret_rotation_is_not_given_what_was_pushed_meanwhile() {
+    let app = spawn_app().await;
+    let user = app.sign_up("rotated").await;
+    let mut socket = app.authed_socket(&user, Transport::WebSocket).await;
+    push(&app, &user, 1, 1).await;
+    assert_eq!(next_push(&mut socket).await.0, 1);
+    let rotated = app
+        .graphql_ok(
+            "mutation { rotateSecret { secretkey } }",
+            json!({}),
+            Some(&user),
+        )
+        .await;
+    assert_eq!(socket.expect("auth").await, json!(false));
+    push(&app, &user, 2, 2).await;
+
+    let renewed = TestUser {
+        secret: rotated["rotateSecret"]["secretkey"]
+            .as_str()
+            .expect("secret")
+            .to_owned(),
+        ..user.clone()
+    };
+    socket.emit("initialConnection", &renewed.credentials());
+    assert_eq!(socket.expect("auth").await, json!(true));
+    push(&app, &user, 4, 1).await;
+    assert_eq!(next_push(&mut socket).await, (4, json!({ "seq": 4 })));
+}

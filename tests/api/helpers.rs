@@ -402,3 +402,89 @@ pub fn error_code(response: &Value) -> &str {
         .as_str()
         .unwrap_or("<no error>")
 }
+
+/// A Redis of the test's own, so stopping it disturbs no other test.
+pub struct PrivateRedis {
+    pub port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// A Redis on `port` that writes every command to its append-only file
+    /// in `dir` before answering, so a restart keeps everything it
+    /// acknowledged.
+    pub fn start_durable(port: u16, dir: &std::path::Path) -> Self {
+        let dir = dir.to_str().expect("utf-8 temp dir");
+        Self::start_with(
+            port,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir,
+            ],
+        )
+    }
+
+    fn start_with(port: u16, args: &[&str]) -> Self {
+        let process = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        Self {
+            port,
+            process: Some(process),
+        }
+    }
+
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    pub async fn wait_until_up(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "private redis did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills it at once (SIGKILL): nothing is flushed that was not yet.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

@@ -8,6 +8,7 @@ mod backend_push;
 mod cli;
 mod cluster;
 mod delivery;
+mod delivery_cluster;
 mod graphql_api;
 mod health;
 mod limits;
