@@ -9,9 +9,20 @@
 //! first has the gap filled from the log. So order and "no duplicate, no
 //! gap" never depend on how messages travel between nodes.
 
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
+
+/// How long after a push is queued its arrival is in doubt. A connection
+/// that dies leaves its place this much before its last push: what it was
+/// sent last may have been in flight on a dead TCP connection, so it is
+/// sent again (same `seq`) rather than lost.
+pub const IN_DOUBT: Duration = Duration::from_secs(1);
+/// Pushes remembered with their time, for `IN_DOUBT`.
+const RECENT: usize = 64;
 
 use super::log::{LogError, PushLog};
 
@@ -19,7 +30,9 @@ use super::log::{LogError, PushLog};
 /// sending one event (a Socket.IO emit, a plain WebSocket frame).
 pub trait Outbox: Sync {
     /// Queues `event` with `payload` and `meta` (`{ seq }`, or `{ seq,
-    /// replayed: true }`); false when the connection could not take it.
+    /// replayed: true }`); false when the connection could not take it
+    /// (closed, or its buffer full). The cursor then does not move past
+    /// it: the next push fills it in, or the device resumes before it.
     fn send(&self, event: &str, payload: &Value, meta: &Value) -> bool;
 }
 
@@ -36,6 +49,9 @@ pub struct Position {
     /// when its start could not be read (the log was unreachable): then the
     /// next live push starts it, with nothing filled in before.
     last: Option<u64>,
+    /// The last pushes sent and when, oldest first (empty, and so without
+    /// an allocation, on a connection nothing is pushed to).
+    recent: VecDeque<(u64, Instant)>,
 }
 
 /// What a resume sent.
@@ -64,11 +80,22 @@ impl Cursor {
         self.position.lock().await
     }
 
-    /// The last `seq` sent, when the lock is free (for saving a device's
-    /// place at disconnect, when nothing else is sent any more).
-    pub fn last_sent(&self) -> Option<(Uuid, u64)> {
+    /// Where a connection that just died should resume: its last `seq`,
+    /// less what was sent in the last `IN_DOUBT`. None while the lock is
+    /// held (then something is being sent, and the place is not settled).
+    pub fn place_to_leave(&self) -> Option<(Uuid, u64)> {
         let position = self.position.try_lock().ok()?;
-        position.user.zip(position.last)
+        let last = position.last?;
+        let doubt_from = Instant::now().checked_sub(IN_DOUBT);
+        let in_doubt = position
+            .recent
+            .iter()
+            .find(|(_, at)| doubt_from.is_none_or(|from| *at > from));
+        let place = match in_doubt {
+            Some((seq, _)) => seq.saturating_sub(1),
+            None => last,
+        };
+        position.user.map(|user| (user, place))
     }
 }
 
@@ -78,11 +105,33 @@ impl Position {
     pub fn follow(&mut self, user: Uuid, last: Option<u64>) {
         self.user = Some(user);
         self.last = last;
+        self.recent.clear();
     }
 
     pub fn unfollow(&mut self) {
         self.user = None;
         self.last = None;
+        self.recent.clear();
+    }
+
+    /// Sends one logged push and, if the connection took it, moves past it.
+    fn send(
+        &mut self,
+        outbox: &dyn Outbox,
+        seq: u64,
+        event: &str,
+        payload: &Value,
+        replayed: bool,
+    ) -> bool {
+        if !outbox.send(event, payload, &meta(seq, replayed)) {
+            return false;
+        }
+        self.last = Some(seq);
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((seq, Instant::now()));
+        true
     }
 
     pub fn last(&self) -> Option<u64> {
@@ -108,8 +157,7 @@ impl Position {
             return;
         }
         let Some(last) = self.last else {
-            outbox.send(event, payload, &meta(seq, false));
-            self.last = Some(seq);
+            self.send(outbox, seq, event, payload, false);
             return;
         };
         if seq <= last {
@@ -120,7 +168,9 @@ impl Position {
             match log.read(user, last, missing).await {
                 Ok(read) => {
                     for entry in read.entries.iter().filter(|e| e.seq < seq) {
-                        outbox.send(&entry.event, &entry.payload, &meta(entry.seq, false));
+                        if !self.send(outbox, entry.seq, &entry.event, &entry.payload, false) {
+                            return;
+                        }
                     }
                 }
                 Err(err) => {
@@ -128,8 +178,7 @@ impl Position {
                 }
             }
         }
-        outbox.send(event, payload, &meta(seq, false));
-        self.last = Some(seq);
+        self.send(outbox, seq, event, payload, false);
     }
 
     /// Sends every logged push after `since` (a `resync` first when some of
@@ -158,18 +207,21 @@ impl Position {
                 &Value::Null,
             );
         }
-        for entry in &read.entries {
-            outbox.send(&entry.event, &entry.payload, &meta(entry.seq, true));
-        }
-        let last = match read.entries.last() {
-            Some(newest) => newest.seq,
-            None => since.max(read.head),
+        // What expired is skipped: the client was told by `resync`.
+        let start = match (resync_from, read.entries.first()) {
+            (Some(_), None) => read.head,
+            (Some(_), Some(first)) => first.seq - 1,
+            (None, _) => since,
         };
-        self.follow(user, Some(last));
-        Ok(Replayed {
-            count: read.entries.len(),
-            resync_from,
-        })
+        self.follow(user, Some(start));
+        let mut count = 0;
+        for entry in &read.entries {
+            if !self.send(outbox, entry.seq, &entry.event, &entry.payload, true) {
+                break;
+            }
+            count += 1;
+        }
+        Ok(Replayed { count, resync_from })
     }
 }
 

@@ -410,7 +410,7 @@ impl Session {
             Some(app) => {
                 // Saved before the socket lets go of its user, so that once
                 // the user shows offline, where they stopped is known.
-                if let Some((user, seq)) = self.cursor.last_sent() {
+                if let Some((user, seq)) = self.cursor.place_to_leave() {
                     self.leave_place(&app, user, seq).await;
                 }
                 self.unbind(&app, &s).await;
