@@ -10,10 +10,14 @@
 //!   service, configuration) given to axum, socketioxide and async-graphql.
 //! - [`auth`]: sanitizing credentials and verifying them (argon2id, bounded
 //!   and cached safely).
-//! - [`gateway`]: Socket.IO handlers: connect, `initialConnection`,
+//! - [`gateway`]: Socket.IO handlers: connect, `initialConnection`, resuming
+//!   (`since`, devices), what later requests of a session carry,
 //!   rooms, relay, typing, disconnect.
 //! - [`rooms`]: room names and the one policy deciding who may join what.
 //! - [`push`]: the push service, the only way anything reaches a user.
+//! - [`delivery`]: what durable pushes stand on: the per-user log (`seq`),
+//!   each connection's cursor in it, and the Redis channel that carries
+//!   logged pushes between nodes.
 //! - [`presence`]: who is online across the cluster, and telling their
 //!   followers when that changes.
 //! - [`backend_push`]: pushes from other services, over the Redis channel
