@@ -11,7 +11,7 @@
 //! - [`auth`]: sanitizing credentials and verifying them (argon2id, bounded
 //!   and cached safely).
 //! - [`gateway`]: Socket.IO handlers: connect, `initialConnection`,
-//!   rooms, relay, typing, disconnect.
+//!   rooms, relay, typing, `getChats`, disconnect.
 //! - [`rooms`]: room names and the one policy deciding who may join what.
 //! - [`push`]: the push service, the only way anything reaches a user.
 //! - [`presence`]: who is online across the cluster, and telling their
