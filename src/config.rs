@@ -199,6 +199,13 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub graphql_introspection: bool,
 
+    /// Also send the events of the social app's existing web client whose
+    /// names differ from Tidings' own (today: `followed` beside `Followed`).
+    /// Off by default: a client of Tidings' own vocabulary would receive a
+    /// second event for every follow.
+    #[arg(long, env = "TIDINGS_SOCIAL_CLIENT_EVENTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub social_client_events: bool,
+
     /// Log line format.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 pub const FOLLOWED: &str = "Followed";
 /// The social app's client listens for a lower-case `followed`, on follow
-/// only; it is sent beside `Followed`.
+/// only; it is sent beside `Followed` when the host is set to
+/// (`Backend::social_client_events`): a second event per follow would
+/// surprise clients of Tidings' own vocabulary.
 pub const NEW_FOLLOWER: &str = "followed";
 pub const UPDATED_CHAT: &str = "updatedChat";
 pub const CHATROOM: &str = "chatroom";

@@ -130,7 +130,7 @@ impl SocialMutations {
         backend
             .push_to_users(&[target_id], events::FOLLOWED, json(&event))
             .await;
-        if following {
+        if following && backend.social_client_events() {
             let event = NewFollower {
                 id: me.id,
                 follower: Person::of(me),

@@ -147,8 +147,8 @@ async fn bad_names_are_refused_with_bad_user_input_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn followed_carries_the_follower_beside_followed_and_only_on_follow() {
-    let app = spawn_app().await;
+async fn with_social_client_events_followed_carries_the_follower_beside_followed_on_follow_only() {
+    let app = spawn_app_with(|c| c.social_client_events = true).await;
     let alice = app.sign_up("alice").await;
     let bob = app.sign_up("bob").await;
     app.graphql_ok(SET_NAME, json!({ "n": "Alice A." }), Some(&alice))
@@ -174,6 +174,18 @@ async fn followed_carries_the_follower_beside_followed_and_only_on_follow() {
     assert_eq!(to_bob.expect("Followed").await["following"], json!(false));
     nothing_more(&mut to_bob, "followed").await;
     nothing_more(&mut to_alice, "followed").await;
+}
+
+#[tokio::test]
+async fn without_social_client_events_a_follow_sends_followed_only() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let mut to_bob = app.authed_socket(&bob, Transport::WebSocket).await;
+    app.graphql_ok(FOLLOW, json!({ "u": bob.id }), Some(&alice))
+        .await;
+    assert_eq!(to_bob.expect("Followed").await["following"], json!(true));
+    nothing_more(&mut to_bob, "followed").await;
 }
 
 #[tokio::test]
