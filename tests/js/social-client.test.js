@@ -176,11 +176,13 @@ for (const version of VERSIONS) {
         await handle.events.next('getChats');
         assert.equal(signedState.chats[0].id, room.id);
 
-        // Wrong credentials: an `error`, and nothing else.
+        // Wrong or malformed credentials (the shape auth.test.js sends to
+        // initialConnection): an `error` each, and nothing else.
         const since = fresh.events.mark();
         fresh.socket.emit('getChats', { id: a.id, secretkey: 'not-the-secret' });
-        const error = await fresh.events.next('error');
-        assert.match(error.error, /^getChats: /);
+        assert.equal((await fresh.events.next('error')).error, 'getChats: wrong user id or secret');
+        fresh.socket.emit('getChats', { id: a.id });
+        assert.equal((await fresh.events.next('error')).error, 'getChats: invalid credentials: secretkey is missing');
         await barrier(fresh);
         assert.deepEqual(fresh.events.unconsumed({ since }), []);
         assert.deepEqual(state.failures, []);
