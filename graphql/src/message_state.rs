@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::{self, FlatMessage, MessagePayload, Person};
 use crate::message_push::{self, newest_message};
 use crate::query::{ensure_member, viewer};
-use crate::types::{backend, member_ids, parse_id};
+use crate::types::{backend, member_ids, parse_id, with_senders};
 
 const WRITE_COST: usize = 50;
 
@@ -61,7 +61,7 @@ impl MessageStateMutations {
             .exec(db)
             .await?
             .rows_affected;
-        let mut read = crate::types::with_senders(db, vec![newest]).await?;
+        let mut read = with_senders(db, vec![newest]).await?;
         let Some(mut read) = read.pop() else {
             return Ok(0);
         };
@@ -91,7 +91,10 @@ impl MessageStateMutations {
         // An outsider learns nothing, not even that the message exists.
         ensure_member(db, row.chatroom_id, me.id)
             .await
-            .map_err(|_| ApiError::NotFound("message"))?;
+            .map_err(|err| match err {
+                ApiError::NotFound(_) => ApiError::NotFound("message"),
+                other => other,
+            })?;
         if row.sender_id != me.id {
             return Err(ApiError::bad_input("you can only delete your own messages"));
         }
