@@ -208,6 +208,13 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_RESUME_MAX_EVENTS", default_value_t = 1000)]
     pub resume_max_events: usize,
 
+    /// Also send the events of the social app's existing web client whose
+    /// names differ from Tidings' own (today: `followed` beside `Followed`).
+    /// Off by default: a client of Tidings' own vocabulary would receive a
+    /// second event for every follow.
+    #[arg(long, env = "TIDINGS_SOCIAL_CLIENT_EVENTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub social_client_events: bool,
+
     /// Log line format.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

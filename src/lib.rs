@@ -12,7 +12,7 @@
 //!   and cached safely).
 //! - [`gateway`]: Socket.IO handlers: connect, `initialConnection`, resuming
 //!   (`since`, devices), what later requests of a session carry,
-//!   rooms, relay, typing, disconnect.
+//!   rooms, relay, typing, `getChats`, disconnect.
 //! - [`rooms`]: room names and the one policy deciding who may join what.
 //! - [`push`]: the push service, the only way anything reaches a user.
 //! - [`delivery`]: what durable pushes stand on: the per-user log (`seq`),

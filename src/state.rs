@@ -186,4 +186,8 @@ impl graphql::Backend for AppState {
     async fn online(&self, users: &[Uuid]) -> Vec<bool> {
         self.presence().online(users).await
     }
+
+    fn social_client_events(&self) -> bool {
+        self.config().social_client_events
+    }
 }

@@ -48,6 +48,7 @@ pub async fn seed_users(database_url: &str, n: usize, hash: &str) -> Result<Vec<
         batch.push(entity::user::ActiveModel {
             id: Set(id),
             username: Set(format!("b{run}_{i}")),
+            name: Set(None),
             secret_hash: Set(hash.to_owned()),
             socket_id: Set(None),
             created_at: Set(now),

@@ -11,9 +11,18 @@ pub struct Model {
     pub sender_id: Uuid,
     pub content: String,
     pub created_at: i64,
+    /// Whether another member has marked the chatroom read since it was
+    /// sent (`markChatroomRead`).
+    pub read: bool,
+    /// What kind of message it is; [`TEXT`] for everything sent so far.
+    #[sea_orm(column_name = "type")]
+    pub kind: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// The `type` of an ordinary message.
+pub const TEXT: &str = "text";

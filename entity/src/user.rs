@@ -10,6 +10,8 @@ pub struct Model {
     pub id: Uuid,
     #[sea_orm(unique)]
     pub username: String,
+    /// The display name the user chose (cleaned of markup), if any.
+    pub name: Option<String>,
     pub secret_hash: String,
     pub socket_id: Option<String>,
     pub created_at: i64,
@@ -20,3 +22,11 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// What people see the user as: their chosen name, or their username
+    /// until they choose one, so a client never has an empty label to show.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.username)
+    }
+}

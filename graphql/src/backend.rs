@@ -65,4 +65,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn is_online(&self, user: Uuid) -> bool {
         self.online(&[user]).await.first().copied().unwrap_or(false)
     }
+
+    /// Whether to send, beside Tidings' own events, those of the social
+    /// app's existing web client whose names differ (`followed`). A setting
+    /// of the host (`--social-client-events`), off unless it says so.
+    fn social_client_events(&self) -> bool {
+        false
+    }
 }

@@ -227,6 +227,7 @@ pub(crate) async fn announce(
         member_ids: members.to_vec(),
         last_message: None,
         timestamp: now_ms(),
+        about: None,
     };
     let payload = serde_json::to_value(&event).unwrap_or(serde_json::Value::Null);
     backend

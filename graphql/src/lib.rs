@@ -11,7 +11,9 @@
 //!   `extensions.code`.
 //! - `types`: GraphQL object types; `query` and `mutation`: the roots.
 //! - `chatroom_admin`: group chatrooms and live membership.
-//! - `content`: how message text is made safe.
+//! - `content`: how message text (and display names) are made safe.
+//! - `message_state`: read receipts and deleting messages; `message_push`:
+//!   how any change to a chatroom's messages reaches its members.
 //! - [`events`]: payloads of the Socket.IO events that mutations push.
 
 pub mod backend;
@@ -19,6 +21,8 @@ mod chatroom_admin;
 mod content;
 mod error;
 pub mod events;
+mod message_push;
+mod message_state;
 mod mutation;
 mod push_log;
 mod query;
@@ -30,7 +34,7 @@ use std::sync::Arc;
 use async_graphql::{EmptySubscription, Schema};
 
 pub use backend::Backend;
-pub use content::clean_message;
+pub use content::{clean_message, clean_name};
 pub use error::ApiError;
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;

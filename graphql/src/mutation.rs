@@ -10,9 +10,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::chatroom_admin::{announce, insert_members};
-use crate::content::clean_message;
+use crate::content::{clean_message, clean_name};
 use crate::error::{ApiError, ApiResult};
-use crate::events::{self, ChatroomMessage, Followed, MessagePayload, UpdatedChat};
+use crate::events::{self, FlatMessage, Followed, MessagePayload, NewFollower, Person};
+use crate::message_push::{self, json};
 use crate::query::{ensure_member, viewer};
 use crate::types::{
     backend, existing_user, member_ids, parse_id, Chatroom, FollowPayload, Message, SignUpPayload,
@@ -25,7 +26,11 @@ pub struct SocialMutations;
 
 /// Every mutation: this crate's mutation groups, merged.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(SocialMutations, crate::chatroom_admin::ChatroomMutations);
+pub struct MutationRoot(
+    SocialMutations,
+    crate::chatroom_admin::ChatroomMutations,
+    crate::message_state::MessageStateMutations,
+);
 
 /// Mutations that hash with argon2 cost the most; their complexity keeps a
 /// request of aliased copies under the schema's limit.
@@ -35,10 +40,17 @@ const WRITE_COST: usize = 50;
 #[Object]
 impl SocialMutations {
     /// Open registration. The secret is generated here and shown only in
-    /// this answer.
+    /// this answer. `name` is an optional display name (cleaned like
+    /// message text); without one the user is shown by their username.
     #[graphql(complexity = "ARGON2_COST")]
-    async fn sign_up(&self, ctx: &Context<'_>, username: String) -> ApiResult<SignUpPayload> {
+    async fn sign_up(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        name: Option<String>,
+    ) -> ApiResult<SignUpPayload> {
         validate_username(&username)?;
+        let name = name.as_deref().map(clean_name).transpose()?;
         let backend = backend(ctx);
         let db = backend.db();
         if username_taken(db, &username).await? {
@@ -51,6 +63,7 @@ impl SocialMutations {
         let row = user::ActiveModel {
             id: Set(Uuid::now_v7()),
             username: Set(username.clone()),
+            name: Set(name),
             secret_hash: Set(issued.hash),
             socket_id: Set(None),
             created_at: Set(now),
@@ -117,6 +130,16 @@ impl SocialMutations {
         backend
             .push_to_users(&[target_id], events::FOLLOWED, json(&event))
             .await;
+        if following && backend.social_client_events() {
+            let event = NewFollower {
+                id: me.id,
+                follower: Person::of(me),
+                timestamp: event.timestamp,
+            };
+            backend
+                .push_to_users(&[target_id], events::NEW_FOLLOWER, json(&event))
+                .await;
+        }
         Ok(FollowPayload {
             following,
             user: User(target),
@@ -194,6 +217,8 @@ impl SocialMutations {
             sender_id: Set(me.id),
             content: Set(content),
             created_at: Set(now),
+            read: Set(false),
+            kind: Set(message::TEXT.to_owned()),
         }
         .insert(&txn)
         .await?;
@@ -204,32 +229,35 @@ impl SocialMutations {
             .await?;
         txn.commit().await?;
 
-        let payload = MessagePayload {
-            id: row.id,
-            chatroom_id,
-            sender_id: me.id,
-            sender_username: me.username.clone(),
-            content: row.content,
-            created_at: row.created_at,
-        };
+        let payload = MessagePayload::from_row(row, Some(me));
         let members = member_ids(db, chatroom_id).await?;
-        let message_event = ChatroomMessage {
-            chatroom_id,
-            message: payload.clone(),
-        };
-        backend
-            .push_to_users(&members, events::CHATROOM, json(&message_event))
-            .await;
-        let chat_event = UpdatedChat {
-            chatroom_id,
-            member_ids: members.clone(),
-            last_message: Some(payload.clone()),
-            timestamp: now,
-        };
-        backend
-            .push_to_users(&members, events::UPDATED_CHAT, json(&chat_event))
-            .await;
+        let about = FlatMessage::of(&payload, &payload.kind);
+        message_push::announce(
+            backend.as_ref(),
+            &members,
+            payload.clone(),
+            about,
+            Some(payload.clone()),
+            now,
+        )
+        .await;
         Ok(Message(payload))
+    }
+
+    /// Sets the caller's display name (cleaned like message text, 1 to 64
+    /// characters, one line); `null` clears it, and the username shows
+    /// again.
+    #[graphql(complexity = "WRITE_COST")]
+    async fn set_name(&self, ctx: &Context<'_>, name: Option<String>) -> ApiResult<User> {
+        let me = viewer(ctx)?;
+        let name = name.as_deref().map(clean_name).transpose()?;
+        let backend = backend(ctx);
+        user::Entity::update_many()
+            .col_expr(user::Column::Name, name.clone().into())
+            .filter(user::Column::Id.eq(me.id))
+            .exec(backend.db())
+            .await?;
+        Ok(User(user::Model { name, ..me.clone() }))
     }
 
     /// Replaces the caller's secret. The old one stops working at once, and
@@ -313,10 +341,4 @@ async fn find_direct(
 
 fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
-
-/// Event payloads are plain structs of strings, numbers and ids, which
-/// always serialize.
-fn json<T: serde::Serialize>(event: &T) -> serde_json::Value {
-    serde_json::to_value(event).unwrap_or(serde_json::Value::Null)
 }

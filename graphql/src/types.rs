@@ -63,6 +63,10 @@ impl User {
     async fn username(&self) -> &str {
         &self.0.username
     }
+    /// The display name the user chose, or their username until they do.
+    async fn name(&self) -> &str {
+        self.0.display_name()
+    }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
     }
@@ -105,12 +109,26 @@ impl Message {
     async fn sender_username(&self) -> &str {
         &self.0.sender_username
     }
+    /// The sender's display name (their username if they chose none).
+    async fn sender_name(&self) -> &str {
+        &self.0.sender_name
+    }
     /// Plain text that is also inert HTML; render it as text.
     async fn content(&self) -> &str {
         &self.0.content
     }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
+    }
+    /// Whether another member has marked the chatroom read since it was
+    /// sent.
+    async fn read(&self) -> bool {
+        self.0.read
+    }
+    /// `text` for every message today.
+    #[graphql(name = "type")]
+    async fn kind(&self) -> &str {
+        &self.0.kind
     }
 }
 
@@ -187,30 +205,26 @@ pub(crate) async fn member_ids(
         .collect())
 }
 
-/// Attaches each message's sender name, with one query for all senders.
+/// Attaches each message's sender names, with one query for all senders.
 pub(crate) async fn with_senders(
-    db: &sea_orm::DatabaseConnection,
+    db: &impl sea_orm::ConnectionTrait,
     rows: Vec<message::Model>,
 ) -> ApiResult<Vec<MessagePayload>> {
     let mut sender_ids: Vec<Uuid> = rows.iter().map(|m| m.sender_id).collect();
     sender_ids.sort_unstable();
     sender_ids.dedup();
-    let names: HashMap<Uuid, String> = user::Entity::find()
+    let senders: HashMap<Uuid, user::Model> = user::Entity::find()
         .filter(user::Column::Id.is_in(sender_ids))
         .all(db)
         .await?
         .into_iter()
-        .map(|u| (u.id, u.username))
+        .map(|u| (u.id, u))
         .collect();
     Ok(rows
         .into_iter()
-        .map(|m| MessagePayload {
-            sender_username: names.get(&m.sender_id).cloned().unwrap_or_default(),
-            id: m.id,
-            chatroom_id: m.chatroom_id,
-            sender_id: m.sender_id,
-            content: m.content,
-            created_at: m.created_at,
+        .map(|m| {
+            let sender = senders.get(&m.sender_id);
+            MessagePayload::from_row(m, sender)
         })
         .collect())
 }

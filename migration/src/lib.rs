@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_tables;
 mod m20261123_000001_chatroom_creator;
+mod m20261201_000001_names_and_message_state;
 mod m20261201_100000_push_log;
 
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_tables::Migration),
             Box::new(m20261123_000001_chatroom_creator::Migration),
+            Box::new(m20261201_000001_names_and_message_state::Migration),
             Box::new(m20261201_100000_push_log::Migration),
         ]
     }

@@ -2,7 +2,7 @@
 //! wires them; `session` holds a socket's identity and the
 //! `initialConnection` flow, `handshake` reads credentials sent with the
 //! handshake, `rooms` is `joinRoom`/`leaveRoom`, `relay` is `event` and
-//! `typing`.
+//! `typing`, `chats` is `getChats`.
 //!
 //! Two steps per socket:
 //! - `attach`, a connect *middleware*: socketioxide awaits middlewares
@@ -20,6 +20,7 @@
 //! (through the push service), and strong references back would make a
 //! cycle that never frees the database pool.
 
+mod chats;
 mod engine_requests;
 mod handshake;
 mod relay;
@@ -165,6 +166,7 @@ async fn dispatch<A: Adapter>(
         "event" => relay::relay(&session, s, data, ack).await,
         "typing" => relay::typing(&session, s, data, ack).await,
         "resume" => resume::resume_event(&session, s, data, ack).await,
+        "getChats" => chats::get_chats(&session, s, data, ack).await,
         _ => unknown_event(&s, &event, ack),
     }
 }

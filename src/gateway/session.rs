@@ -506,3 +506,76 @@ async fn clear_socket_id<A: Adapter>(app: &AppState, s: &SocketRef<A>, user_id: 
         tracing::error!(socket_id = %s.id, user_id = %user_id, error = %err, "could not clear socket id");
     }
 }
+
+/// Credentials sent with a request (`getChats`) rather than to sign the
+/// socket in. Kept apart from `attempt` because the outcome differs (no
+/// binding, no `auth` event) while the limits must not: a guess made through
+/// a request is a guess all the same.
+impl Session {
+    /// Verifies `credentials` through the same authenticator and cache as
+    /// `initialConnection`, without binding the socket. Every failure counts
+    /// towards this socket's limit and (if the credentials were checked and
+    /// refused, or malformed) the address's, exactly as an `initialConnection`
+    /// failure does. A failure is told here, with `error` `<event>: <reason>`,
+    /// and the same reason is returned for the caller's ack; a socket that
+    /// reached its limit is then told so and must be cut off once the ack is
+    /// queued (`cut_off_if_over_limit`). A success does not reset the
+    /// socket's count: only signing in does.
+    pub(super) async fn verify_request<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        event: &str,
+        credentials: Result<Credentials, CredentialsError>,
+    ) -> Result<Uuid, String> {
+        let _turn = self.auth_turn.lock().await;
+        let Some(app) = self.app() else {
+            let reason = format!("{event}: the server is shutting down");
+            emit_error(s, &reason);
+            return Err(reason);
+        };
+        if self.failed_attempts.load(Ordering::Relaxed) >= self.max_failed_auth {
+            self.too_many_failures(s);
+            return Err("too many failed authentication attempts".to_owned());
+        }
+        let blocked = self
+            .addr
+            .is_some_and(|addr| app.failed_auth().is_blocked(addr));
+        let (reason, counts_for_address) = match credentials {
+            _ if blocked => (
+                "too many failed authentication attempts from your address; try again later"
+                    .to_owned(),
+                false,
+            ),
+            Err(reason) => (format!("invalid credentials: {reason}"), true),
+            Ok(credentials) => match app.auth().authenticate(&credentials).await {
+                Ok(user) => return Ok(user.id),
+                Err(AuthError::Rejected) => ("wrong user id or secret".to_owned(), true),
+                Err(err) => {
+                    tracing::error!(socket_id = %s.id, event, error = %err, "authentication failed");
+                    (
+                        "authentication is unavailable, try again later".to_owned(),
+                        false,
+                    )
+                }
+            },
+        };
+        if counts_for_address {
+            if let Some(addr) = self.addr {
+                app.failed_auth().record_failure(addr);
+            }
+        }
+        tracing::info!(socket_id = %s.id, event, reason, "request credentials refused");
+        let reason = format!("{event}: {reason}");
+        emit_error(s, &reason);
+        if self.failed_attempts.fetch_add(1, Ordering::Relaxed) + 1 >= self.max_failed_auth {
+            self.too_many_failures(s);
+        }
+        Err(reason)
+    }
+
+    /// Disconnects a socket `verify_request` found over its limit; called
+    /// once the request's ack is queued, so the client hears its answer.
+    pub(super) fn cut_off_if_over_limit<A: Adapter>(&self, s: &SocketRef<A>) {
+        self.disconnect_if_cut_off(s);
+    }
+}

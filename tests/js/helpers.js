@@ -43,6 +43,9 @@ const CLIENTS = {
   4: require('sio4'),
   3: require('sio3'),
   2: require('sio2'),
+  // The version the social app's own web client is built with
+  // (social-client.test.js).
+  '4.7': require('sio47'),
 };
 const VERSIONS = [4, 3, 2];
 
