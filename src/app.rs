@@ -84,6 +84,7 @@ impl Application {
                 let state = parts(push, None);
                 let pending = PendingUpgrades::default();
                 gateway::register(&io, &state, &pending);
+                tokio::spawn(gateway::keep_checkpoints(io.clone(), &state));
                 let engine = gateway::engine_request_layer(io.clone(), &state, pending);
                 let (router, schema) = serve_stack(&state, layer, engine, &config);
                 (state, router, schema)
@@ -111,6 +112,7 @@ impl Application {
                 gateway::register(&io, &state, &pending)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
+                tokio::spawn(gateway::keep_checkpoints(io.clone(), &state));
                 let engine = gateway::engine_request_layer(io.clone(), &state, pending);
                 let (router, schema) = serve_stack(&state, layer, engine, &config);
                 (state, router, schema)

@@ -4,9 +4,10 @@
 //! A browser attaches cookies to every request to our host, including one
 //! forged by another site's page (cross-site request forgery, cross-site
 //! WebSocket hijacking). So cookies count only when the request has no
-//! `Origin` (not a browser) or one of the configured allowed origins.
+//! `Origin` (not a browser), one of the configured allowed origins, or the
+//! gateway's own (a page it serves itself).
 
-use axum::http::header::{COOKIE, ORIGIN};
+use axum::http::header::{COOKIE, HOST, ORIGIN};
 use axum::http::HeaderMap;
 
 use super::{Credentials, CredentialsError};
@@ -19,10 +20,10 @@ pub fn credentials(
     config: &Config,
 ) -> Option<Result<Credentials, CredentialsError>> {
     if let Some(origin) = headers.get(ORIGIN) {
-        if !origin
+        let allowed = origin
             .to_str()
-            .is_ok_and(|origin| config.origin_allowed(origin))
-        {
+            .is_ok_and(|origin| config.origin_allowed(origin) || same_origin(origin, headers));
+        if !allowed {
             tracing::debug!(origin = ?origin, "cookie credentials ignored: origin not allowed");
             return None;
         }
@@ -45,5 +46,36 @@ pub fn credentials(
         (Some(id), Some(secret)) => Some(Credentials::from_parts(&id, &secret)),
         (None, Some(_)) => Some(Err(CredentialsError::MissingId)),
         (Some(_), None) => Some(Err(CredentialsError::MissingSecret)),
+    }
+}
+
+/// A page served by this very host (`--static-dir`, the web app): its
+/// `Origin` names the host the request was sent to. The scheme is not
+/// compared: behind a TLS-terminating proxy the gateway sees plain HTTP.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn an_origin_is_the_same_only_when_it_names_the_host_asked() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("localhost:3000"));
+        assert!(same_origin("http://localhost:3000", &headers));
+        assert!(same_origin("https://LOCALHOST:3000", &headers));
+        assert!(!same_origin("http://localhost:3001", &headers));
+        assert!(!same_origin("http://evil.example", &headers));
+        assert!(!same_origin("null", &headers));
+        assert!(!same_origin("http://", &headers));
+        assert!(!same_origin("http://localhost:3000", &HeaderMap::new()));
     }
 }

@@ -39,6 +39,9 @@ pub trait Outbox: Sync {
 #[derive(Default)]
 pub struct Cursor {
     position: Mutex<Position>,
+    /// The place last saved for this connection (`checkpoint`), plus one;
+    /// 0 while none was.
+    saved: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default, Debug)]
@@ -96,6 +99,17 @@ impl Cursor {
             None => last,
         };
         position.user.map(|user| (user, place))
+    }
+}
+
+impl Cursor {
+    /// The place to save now, if it moved since the last one saved: a node
+    /// that dies without a word leaves its sockets' places behind this way.
+    pub fn checkpoint(&self) -> Option<(Uuid, u64)> {
+        use std::sync::atomic::Ordering;
+        let (user, place) = self.place_to_leave()?;
+        let previous = self.saved.swap(place + 1, Ordering::Relaxed);
+        (previous != place + 1).then_some((user, place))
     }
 }
 

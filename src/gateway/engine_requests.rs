@@ -93,9 +93,11 @@ pub async fn handle<A: Adapter>(
         request.extensions_mut().insert(Device(device.clone()));
     }
     if let (Some(sid), true, Some(app)) = (sid, upgrade, app.upgrade()) {
+        // A device named on this very upgrade is the page's from now on: the
+        // browser keeps the cookie set on a WebSocket's answer.
         let carried = Carried {
             credentials: cookies::credentials(request.headers(), app.config()),
-            device: device.clone(),
+            device: device.clone().or_else(|| new_device.clone()),
         };
         pending.put(sid, carried);
         if let Some(socket) = io.get_socket(sid) {

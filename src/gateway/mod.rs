@@ -21,6 +21,7 @@
 //! cycle that never frees the database pool.
 
 mod chats;
+mod checkpoints;
 mod engine_requests;
 mod handshake;
 mod relay;
@@ -67,6 +68,15 @@ pub fn register<A: Adapter + DefinedAdapter>(
         async move { on_connect(s, auth, pending).await }
     };
     io.ns("/", on_connect.with(attach))
+}
+
+/// Saves every socket's place in its user's log now and then (see
+/// `checkpoints`); runs until the application is gone.
+pub fn keep_checkpoints<A: Adapter>(
+    io: SocketIo<A>,
+    app: &AppState,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    checkpoints::keep(io, app.downgrade())
 }
 
 /// The HTTP middleware that reads every request of an Engine.IO session

@@ -424,7 +424,7 @@ impl Session {
     /// Remembers where this socket stopped in its user's log, for the
     /// window: under its device, and as the user's last socket (used only
     /// if the user has no other socket when one comes back; see `resume`).
-    async fn leave_place(&self, app: &AppState, user: Uuid, seq: u64) {
+    pub(super) async fn leave_place(&self, app: &AppState, user: Uuid, seq: u64) {
         let log = app.push().log();
         let keys = self
             .device()
