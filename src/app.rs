@@ -175,6 +175,10 @@ fn serve_stack<A: Adapter>(
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .layer(http::cors(&config.allowed_origins))
             .layer(axum::middleware::map_request(http::detach_request_head))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                http::refuse_foreign_origins,
+            ))
             .layer(socket_layer),
     );
     (router, schema)

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub api_push_accepted: Counter,
     pub api_push_rejected: Counter,
     pub relay_stale_dropped: Counter,
+    pub origin_refused: Counter,
 }
 
 impl Metrics {
@@ -55,6 +56,11 @@ impl Metrics {
                 "tidings_api_push_rejected_total",
                 "POST /api/push requests refused",
                 &self.api_push_rejected,
+            ),
+            (
+                "tidings_origin_refused_total",
+                "Socket.IO requests refused with 403 because their Origin is not allowed",
+                &self.origin_refused,
             ),
         ] {
             let _ = writeln!(

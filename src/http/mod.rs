@@ -3,7 +3,10 @@
 
 mod graphql;
 mod health;
+mod origin;
 mod push_api;
+
+pub use origin::refuse_foreign_origins;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};

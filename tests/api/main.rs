@@ -10,6 +10,7 @@ mod cluster;
 mod graphql_api;
 mod health;
 mod limits;
+mod origin;
 mod presence;
 mod pushes;
 mod rooms;
