@@ -54,7 +54,12 @@ impl Application {
         config.validate()?;
         let node_id = Uuid::now_v7();
         tracing::info!(node_id = %node_id, "starting node");
-        let db = persistence::connect(&config.database_url, config.db_pool_size).await?;
+        let db = persistence::connect(
+            &config.database_url,
+            config.db_pool_size,
+            config.db_acquire_timeout(),
+        )
+        .await?;
         persistence::migrate(&db).await?;
         let auth = Authenticator::new(db.clone(), config.argon2_concurrency()).await?;
 
@@ -80,7 +85,7 @@ impl Application {
                 (state, router, schema)
             }
             Some(url) => {
-                let bus = RedisBus::connect(url).await?;
+                let bus = RedisBus::connect(url, config.redis_timeout()).await?;
                 let adapter_config =
                     RedisAdapterConfig::new().with_prefix(format!("{}:sio", config.redis_prefix));
                 let adapter = RedisAdapterCtr::new_with_driver(bus.clone(), adapter_config);

@@ -70,6 +70,12 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_REDIS_PREFIX", default_value = "tidings")]
     pub redis_prefix: String,
 
+    /// Longest wait (ms) for one Redis command on the push path and for
+    /// `/readyz`'s PING; past it Redis counts as down and pushes go to this
+    /// node's sockets only until it answers again.
+    #[arg(long, env = "TIDINGS_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+
     /// Redis channel other services publish backend pushes on (not prefixed).
     #[arg(
         long,
@@ -96,6 +102,11 @@ pub struct Config {
     /// Largest `POST /api/push` body, in bytes (413 beyond).
     #[arg(long, env = "TIDINGS_PUSH_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub push_max_body_bytes: usize,
+
+    /// Longest wait (ms) for a database connection (from the pool or a new
+    /// one); past it the request fails instead of hanging on an outage.
+    #[arg(long, env = "TIDINGS_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    pub db_acquire_timeout_ms: u64,
 
     /// Largest database connection pool (PostgreSQL; SQLite file databases too).
     #[arg(long, env = "TIDINGS_DB_POOL_SIZE", default_value_t = 10)]
@@ -245,6 +256,8 @@ impl Config {
         }
         for (name, value) in [
             ("--db-pool-size", self.db_pool_size as u64),
+            ("--db-acquire-timeout-ms", self.db_acquire_timeout_ms),
+            ("--redis-timeout-ms", self.redis_timeout_ms),
             ("--max-packet-bytes", self.max_packet_bytes),
             ("--socket-buffer-packets", self.socket_buffer_packets as u64),
             ("--ws-read-buffer-bytes", self.ws_read_buffer_bytes as u64),
@@ -296,6 +309,14 @@ impl Config {
 
     pub fn presence_timeout(&self) -> Duration {
         Duration::from_millis(self.presence_timeout_ms)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
     }
 
     pub fn auth_deadline(&self) -> Option<Duration> {

@@ -11,6 +11,7 @@ mod graphql_api;
 mod health;
 mod limits;
 mod origin;
+mod outages;
 mod oversize_bodies;
 mod presence;
 mod pushes;
