@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use socketioxide::adapter::Adapter;
 use socketioxide::layer::SocketIoLayer;
@@ -18,6 +19,8 @@ use crate::auth::{AuthError, Authenticator};
 use crate::cluster::{ClusterAdapter, RedisBus};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpState};
+use crate::limits::FailureLedger;
+use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push::PushService;
 use crate::state::AppState;
@@ -61,7 +64,14 @@ impl Application {
         )
         .await?;
         persistence::migrate(&db).await?;
-        let auth = Authenticator::new(db.clone(), config.argon2_concurrency()).await?;
+        let metrics = Arc::new(Metrics::default());
+        let ledger = FailureLedger::new(
+            config.max_failed_auth_per_address,
+            config.max_failed_auth_per_user,
+            Duration::from_secs(config.failed_auth_window_secs),
+        );
+        let auth =
+            Authenticator::new(db.clone(), config.argon2_concurrency(), ledger, metrics).await?;
 
         let parts = |push: PushService, bus: Option<RedisBus>| {
             let presence =

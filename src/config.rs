@@ -149,6 +149,12 @@ pub struct Config {
     )]
     pub max_failed_auth_per_address: u32,
 
+    /// Failed authentications for one user (from any addresses) per window;
+    /// beyond it, attempts that would need argon2 are refused unverified (a
+    /// secret verified a moment ago still works).
+    #[arg(long, env = "TIDINGS_MAX_FAILED_AUTH_PER_USER", default_value_t = 50)]
+    pub max_failed_auth_per_user: u32,
+
     /// The window of `--max-failed-auth-per-address`, in seconds.
     #[arg(long, env = "TIDINGS_FAILED_AUTH_WINDOW_SECS", default_value_t = 300)]
     pub failed_auth_window_secs: u64,
@@ -268,6 +274,10 @@ impl Config {
             (
                 "--max-failed-auth-per-address",
                 self.max_failed_auth_per_address as u64,
+            ),
+            (
+                "--max-failed-auth-per-user",
+                self.max_failed_auth_per_user as u64,
             ),
             ("--socket-events-per-sec", self.socket_events_per_sec as u64),
             ("--socket-events-burst", self.socket_events_burst as u64),

@@ -16,7 +16,6 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::cluster::RedisBus;
 use crate::config::Config;
-use crate::limits::FailureLedger;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push::PushService;
@@ -34,8 +33,7 @@ struct Inner {
     push: PushService,
     presence: Presence,
     bus: Option<RedisBus>,
-    metrics: Metrics,
-    failed_auth: FailureLedger,
+    metrics: Arc<Metrics>,
 }
 
 /// A reference that does not keep the application alive; see
@@ -67,10 +65,8 @@ impl AppState {
         presence: Presence,
         bus: Option<RedisBus>,
     ) -> Self {
-        let failed_auth = FailureLedger::new(
-            config.max_failed_auth_per_address,
-            std::time::Duration::from_secs(config.failed_auth_window_secs),
-        );
+        // One set of counters: the authenticator counts into it too.
+        let metrics = auth.metrics().clone();
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -80,8 +76,7 @@ impl AppState {
                 push,
                 presence,
                 bus,
-                metrics: Metrics::default(),
-                failed_auth,
+                metrics,
             }),
         }
     }
@@ -91,9 +86,10 @@ impl AppState {
         self.inner.node_id
     }
 
-    /// Failed authentications per client address, shared by every socket.
-    pub fn failed_auth(&self) -> &FailureLedger {
-        &self.inner.failed_auth
+    /// Failed authentications per client address and per user, shared by
+    /// every path that checks a credential.
+    pub fn failed_auth(&self) -> &crate::limits::FailureLedger {
+        self.inner.auth.ledger()
     }
 
     pub fn metrics(&self) -> &Metrics {

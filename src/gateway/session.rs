@@ -14,7 +14,7 @@ use socketioxide::socket::DisconnectReason;
 use socketioxide_core::adapter::Room;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, Credentials, CredentialsError};
+use crate::auth::{AuthError, Blocked, Credentials, CredentialsError};
 use crate::limits::TokenBucket;
 use crate::push::user_room;
 use crate::state::{AppState, WeakAppState};
@@ -58,6 +58,8 @@ enum Outcome {
     Denied,
     /// The client address has failed too often; nothing was verified.
     AddressBlocked,
+    /// Attempts at this user have failed too often; nothing was verified.
+    UserBlocked,
     Failed,
 }
 
@@ -188,10 +190,10 @@ impl Session {
             }
             Ok(credentials) => self.bind(&app, s, &credentials).await,
         };
-        if matches!(outcome, Outcome::Refused(_) | Outcome::Denied) {
-            if let Some(addr) = self.addr {
-                app.failed_auth().record_failure(addr);
-            }
+        // Wrong secrets are recorded by the authenticator; malformed
+        // credentials never reach it.
+        if matches!(outcome, Outcome::Refused(_)) {
+            app.failed_auth().record_failure(self.addr, None);
         }
         // The socket keeps only the rooms its (new) identity may hold.
         let now_bound = match &outcome {
@@ -218,6 +220,13 @@ impl Session {
                 emit_error(
                     s,
                     "too many failed authentication attempts from your address; try again later",
+                );
+                false
+            }
+            Outcome::UserBlocked => {
+                emit_error(
+                    s,
+                    "too many failed authentication attempts for this user; try again later",
                 );
                 false
             }
@@ -265,9 +274,11 @@ impl Session {
         s: &SocketRef<A>,
         credentials: &Credentials,
     ) -> Outcome {
-        let user = match app.auth().authenticate(credentials).await {
+        let user = match app.auth().authenticate(credentials, self.addr).await {
             Ok(user) => user,
             Err(AuthError::Rejected) => return Outcome::Denied,
+            Err(AuthError::TooManyFailures(Blocked::Address)) => return Outcome::AddressBlocked,
+            Err(AuthError::TooManyFailures(Blocked::User)) => return Outcome::UserBlocked,
             Err(err) => {
                 tracing::error!(socket_id = %s.id, error = %err, "authentication failed");
                 return Outcome::Failed;

@@ -5,6 +5,7 @@ mod client;
 mod helpers;
 
 mod backend_push;
+mod brute_force;
 mod cli;
 mod cluster;
 mod graphql_api;
