@@ -173,6 +173,16 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
 
+    /// GraphQL mutations one signed-in user may run per minute (sustained,
+    /// across all their requests on this node).
+    #[arg(long, env = "TIDINGS_MUTATIONS_PER_MINUTE", default_value_t = 60)]
+    pub mutations_per_minute: u32,
+
+    /// GraphQL mutations one user may run at once before the per-minute
+    /// rate applies.
+    #[arg(long, env = "TIDINGS_MUTATIONS_BURST", default_value_t = 20)]
+    pub mutations_burst: u32,
+
     /// Rooms one socket may be in at once (`joinRoom`).
     #[arg(long, env = "TIDINGS_MAX_ROOMS_PER_SOCKET", default_value_t = 50)]
     pub max_rooms_per_socket: usize,
@@ -281,6 +291,8 @@ impl Config {
             ),
             ("--socket-events-per-sec", self.socket_events_per_sec as u64),
             ("--socket-events-burst", self.socket_events_burst as u64),
+            ("--mutations-per-minute", self.mutations_per_minute as u64),
+            ("--mutations-burst", self.mutations_burst as u64),
             ("--graphql-max-depth", self.graphql_max_depth as u64),
             (
                 "--graphql-max-complexity",

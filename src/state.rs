@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::cluster::RedisBus;
 use crate::config::Config;
+use crate::limits::KeyedBuckets;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push::PushService;
@@ -34,6 +35,7 @@ struct Inner {
     presence: Presence,
     bus: Option<RedisBus>,
     metrics: Arc<Metrics>,
+    mutation_rate: KeyedBuckets<Uuid>,
 }
 
 /// A reference that does not keep the application alive; see
@@ -67,6 +69,10 @@ impl AppState {
     ) -> Self {
         // One set of counters: the authenticator counts into it too.
         let metrics = auth.metrics().clone();
+        let mutation_rate = KeyedBuckets::new(
+            f64::from(config.mutations_per_minute) / 60.0,
+            config.mutations_burst,
+        );
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -77,6 +83,7 @@ impl AppState {
                 presence,
                 bus,
                 metrics,
+                mutation_rate,
             }),
         }
     }
@@ -90,6 +97,11 @@ impl AppState {
     /// every path that checks a credential.
     pub fn failed_auth(&self) -> &crate::limits::FailureLedger {
         self.inner.auth.ledger()
+    }
+
+    /// Each signed-in user's allowance of GraphQL mutations.
+    pub fn mutation_rate(&self) -> &KeyedBuckets<Uuid> {
+        &self.inner.mutation_rate
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -36,10 +36,13 @@ pub async fn execute(
 ) -> GraphQLResponse {
     let from = client_addr(&parts, &state.app.config().trusted_proxies);
     let viewer = viewer(&state, &parts.headers, from).await;
-    let mut response = state
-        .schema
-        .execute(request.into_inner().data(viewer))
-        .await;
+    let request = request.into_inner();
+    if let Viewer::User(user) = &viewer {
+        if let Err(limited) = super::mutation_rate::check(&state.app, user.id, &request) {
+            return async_graphql::Response::from_errors(vec![limited]).into();
+        }
+    }
+    let mut response = state.schema.execute(request.data(viewer)).await;
     for error in &mut response.errors {
         code_client_errors(error);
     }

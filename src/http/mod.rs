@@ -4,6 +4,7 @@
 mod graphql;
 mod health;
 mod linger;
+mod mutation_rate;
 mod origin;
 mod push_api;
 

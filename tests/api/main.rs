@@ -11,6 +11,7 @@ mod cluster;
 mod graphql_api;
 mod health;
 mod limits;
+mod mutation_rate;
 mod origin;
 mod outages;
 mod oversize_bodies;
