@@ -58,9 +58,6 @@ async fn two_hundred_wrong_secrets_over_graphql_from_one_address_are_mostly_refu
     let answers = join_all(guesses).await;
 
     let verified = app.metric("tidings_argon2_verifications_total").await - before;
-    println!(
-        "observed: 200 wrong GraphQL secrets from one address: {verified} verified with argon2"
-    );
     // Attempts already holding an argon2 slot when the limit is reached
     // finish: at most the limit plus the address's share of the slots.
     assert!(
@@ -90,6 +87,11 @@ async fn two_hundred_wrong_secrets_over_graphql_from_one_address_are_mostly_refu
         elsewhere["data"]["me"]["id"],
         json!(alice.id),
         "{elsewhere}"
+    );
+    hostile_report(
+        "200 wrong secrets over GraphQL Basic from one address (limit 5, 2 argon2 slots)",
+        "≤ 7 verified, the rest refused unverified; right secret from another address works",
+        format!("{verified} verified, {refused} refused unverified; other address signed in"),
     );
 }
 
@@ -146,6 +148,11 @@ async fn guesses_at_one_user_from_many_addresses_block_that_user_but_not_a_recen
         app.metric("tidings_argon2_verifications_total").await,
         before,
         "neither answer ran argon2"
+    );
+    hostile_report(
+        "12 wrong secrets at two users from 6 addresses (per-user limit 6)",
+        "both users blocked, unverified; a recently verified secret still works",
+        "not-yet-verified user refused, verified user signed in, 0 argon2 runs",
     );
 }
 

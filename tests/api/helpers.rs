@@ -471,3 +471,10 @@ impl Drop for PrivateRedis {
         self.stop();
     }
 }
+
+/// One row of docs/reliability.md: `scripts/hostile` runs the hostile tests
+/// with `--nocapture` and turns these lines into the table. Printed only
+/// after the test's assertion about it held.
+pub fn hostile_report(case: &str, expected: &str, observed: impl std::fmt::Display) {
+    println!("HOSTILE | {case} | {expected} | {observed} |");
+}

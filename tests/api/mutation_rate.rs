@@ -39,6 +39,11 @@ async fn mutations_past_the_burst_are_refused_with_rate_limited_and_a_retry_hint
         (1..=1000).contains(&retry),
         "one token a second: {retry} ms"
     );
+    hostile_report(
+        "4th mutation of one user within a burst of 3 (60/min)",
+        "RATE_LIMITED, retryAfterMs ≤ 1000, nothing runs",
+        format!("{}, retryAfterMs {retry}", error_code(&refused)),
+    );
     assert!(refused["data"].is_null(), "{refused}");
 
     // Nothing ran: still following. Queries are not limited.

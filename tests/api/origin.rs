@@ -53,14 +53,25 @@ async fn a_polling_handshake_from_a_foreign_origin_gets_403_and_no_session() {
     assert_eq!(status, 403);
     assert!(!body.contains("sid"), "no Engine.IO session: {body}");
     assert_eq!(app.metric("tidings_origin_refused_total").await, 1);
+    hostile_report(
+        "polling handshake from a foreign Origin (allowed origins set)",
+        "403, no session, counted",
+        format!("{status}, no sid, counted"),
+    );
 }
 
 #[tokio::test]
 async fn a_websocket_from_a_foreign_origin_gets_403_not_101() {
     let app = app_allowing_good_origin().await;
-    assert_eq!(websocket_upgrade(&app, Some(EVIL)).await, 403);
+    let evil = websocket_upgrade(&app, Some(EVIL)).await;
+    assert_eq!(evil, 403);
     assert_eq!(websocket_upgrade(&app, Some("null")).await, 403);
     assert_eq!(app.metric("tidings_origin_refused_total").await, 2);
+    hostile_report(
+        "WebSocket upgrade from a foreign Origin, and from Origin: null",
+        "403, not 101",
+        format!("{evil} and 403"),
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! says 503 within a second, and pushes to this node's sockets go on at
 //! once. Each test stops a dependency of its own (a private redis-server, a
 //! TCP relay in front of PostgreSQL), never the shared ones. The figures
-//! are printed for docs/reliability.md (`cargo test -- --nocapture`).
+//! go to docs/reliability.md (`scripts/hostile`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -48,18 +48,23 @@ async fn with_redis_down_readyz_says_503_within_a_second_and_local_pushes_arrive
         took.push(started.elapsed());
     }
     let later = took[1..].iter().max().copied().unwrap_or_default();
-    println!(
-        "observed: local pushes with Redis down: first {:?}, slowest of the next 4 {later:?}",
-        took[0]
-    );
     for push in &took {
         assert!(*push < LOCAL_PUSH_BOUND, "a local push took {push:?}");
     }
+    hostile_report(
+        "Redis down: /api/push to a socket on the same node",
+        "arrives < 1 s (first: ≤ --redis-timeout-ms 250)",
+        format!("first {:.0?}, next 4 at most {later:.0?}", took[0]),
+    );
 
     let (status, took) = timed_readyz(app).await;
-    println!("observed: /readyz with Redis down: {status} in {took:?}");
     assert_eq!(status, 503);
     assert!(took < READYZ_BOUND, "/readyz took {took:?}");
+    hostile_report(
+        "Redis down: /readyz",
+        "503 < 1 s",
+        format!("{status} in {took:.0?}"),
+    );
 }
 
 /// A TCP relay in front of PostgreSQL; `cut` closes every relayed
@@ -113,18 +118,26 @@ async fn with_the_database_down_readyz_says_503_within_a_second_and_requests_fai
     relay.cut().await;
 
     let (status, took) = timed_readyz(&app).await;
-    println!("observed: /readyz with the database down: {status} in {took:?}");
     assert_eq!(status, 503);
     assert!(took < READYZ_BOUND, "/readyz took {took:?}");
+    hostile_report(
+        "PostgreSQL down: /readyz",
+        "503 < 1 s",
+        format!("{status} in {took:.0?}"),
+    );
 
     let started = Instant::now();
     let answer = app.graphql("{ me { id } }", json!({}), Some(&alice)).await;
     let took = started.elapsed();
-    println!("observed: a GraphQL request with the database down failed in {took:?}");
     assert!(answer["errors"].is_array(), "{answer}");
     // The configured 500 ms acquire timeout, plus slack for a loaded machine.
     assert!(
         took < Duration::from_millis(1500),
         "the request took {took:?}"
+    );
+    hostile_report(
+        "PostgreSQL down: a signed-in GraphQL request (--db-acquire-timeout-ms 500)",
+        "clear error < 1.5 s",
+        format!("{} in {took:.0?}", error_code(&answer)),
     );
 }

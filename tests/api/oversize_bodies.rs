@@ -72,6 +72,11 @@ async fn a_5_mb_api_push_body_gets_its_413_status_line_not_a_reset() {
         assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
     }
     assert!(app.is_up().await);
+    hostile_report(
+        "5 MB /api/push body streamed over raw TCP, 3 times",
+        "whole body sent, then a 413 status line",
+        "413 status line, 3 of 3",
+    );
 }
 
 #[tokio::test]
@@ -82,6 +87,11 @@ async fn a_5_mb_graphql_body_gets_its_413_status_line_not_a_reset() {
         assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
     }
     assert!(app.is_up().await);
+    hostile_report(
+        "5 MB /graphql body streamed over raw TCP, 3 times",
+        "whole body sent, then a 413 status line",
+        "413 status line, 3 of 3",
+    );
 }
 
 #[tokio::test]
