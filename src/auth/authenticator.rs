@@ -181,9 +181,11 @@ impl Authenticator {
                 }
             }
         }
+        // Checked before queueing for a slot (a refusal needs none), and
+        // again with one in hand: attempts that queued while the limit was
+        // reached must not all be verified.
+        self.refuse_if_blocked(from, Some(user_id))?;
         let _turn = self.argon2_turn_for(from).await?;
-        // Checked again with a slot in hand: attempts that queued while
-        // the limit was reached must not all be verified.
         self.refuse_if_blocked(from, Some(user_id))?;
         let hash = row.as_ref().map_or_else(
             || self.inner.dummy_hash.clone(),
