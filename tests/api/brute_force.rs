@@ -177,3 +177,25 @@ async fn sockets_and_graphql_share_one_ledger() {
     );
     assert_eq!(socket.expect("auth").await, json!(false));
 }
+
+#[tokio::test]
+async fn wrong_cookie_secrets_over_graphql_count_in_the_same_ledger() {
+    let app = spawn_app_with(|c| c.max_failed_auth_per_address = 3).await;
+    let alice = app.sign_up("alice").await;
+    let client = client_from([127, 0, 0, 4]);
+    for _ in 0..3 {
+        let answer: Value = client
+            .post(app.url("/graphql"))
+            .header("cookie", format!("id={}; secretkey=wrong", alice.id))
+            .json(&json!({ "query": ME }))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(message(&answer), "wrong user id or secret", "{answer}");
+    }
+    let refused = me_with(&app, &client, &alice.id, &alice.secret).await;
+    assert!(message(&refused).contains("too many failed"), "{refused}");
+}

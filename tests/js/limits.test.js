@@ -188,3 +188,30 @@ describe('failed authentications per address', () => {
     });
   });
 });
+
+describe('mutations per user', () => {
+  let node;
+  before(async () => {
+    node = await startNode({ env: { TIDINGS_MUTATIONS_BURST: '3', TIDINGS_MUTATIONS_PER_MINUTE: '60' }, name: 'mutations' });
+  });
+  after(async () => {
+    if (node) await node.stop();
+  });
+
+  it('past the burst a mutation is refused with RATE_LIMITED and retryAfterMs; another user is not', async () => {
+    const [alice, bob] = await Promise.all([signUp(node, 'alice'), signUp(node, 'bob')]);
+    for (let n = 0; n < 3; n += 1) await follow(node, alice, bob);
+    const answer = await httpRequest(`${node.url}/graphql`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Basic ${Buffer.from(`${alice.id}:${alice.secretkey}`).toString('base64')}`,
+      },
+      body: { query: 'mutation($u:ID!){ followUnfollowUser(userId:$u){ following } }', variables: { u: bob.id } },
+    });
+    const [error] = answer.json().errors;
+    assert.equal(error.extensions.code, 'RATE_LIMITED');
+    assert.ok(error.extensions.retryAfterMs >= 1 && error.extensions.retryAfterMs <= 1000, JSON.stringify(error));
+    await follow(node, bob, alice);
+  });
+});
