@@ -70,9 +70,9 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_REDIS_PREFIX", default_value = "tidings")]
     pub redis_prefix: String,
 
-    /// Longest wait (ms) for one Redis command on the push path and for
-    /// `/readyz`'s PING; past it Redis counts as down and pushes go to this
-    /// node's sockets only until it answers again.
+    /// Longest wait (ms) for connecting to Redis and for any one command
+    /// (`/readyz`'s PING included); past it on the push path Redis counts
+    /// as down and pushes go to this node's sockets only until it answers.
     #[arg(long, env = "TIDINGS_REDIS_TIMEOUT_MS", default_value_t = 250)]
     pub redis_timeout_ms: u64,
 
