@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use socketioxide::adapter::Adapter;
 use socketioxide::layer::SocketIoLayer;
@@ -20,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::delivery::{DeliveryChannel, PushLog, RedisLog, SqlLog};
 use crate::gateway::PendingUpgrades;
 use crate::http::{self, HttpState};
+use crate::limits::FailureLedger;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push::PushService;
@@ -57,11 +59,27 @@ impl Application {
         config.validate()?;
         let node_id = Uuid::now_v7();
         tracing::info!(node_id = %node_id, "starting node");
-        let db = persistence::connect(&config.database_url, config.db_pool_size).await?;
+        let db = persistence::connect(
+            &config.database_url,
+            config.db_pool_size,
+            config.db_acquire_timeout(),
+        )
+        .await?;
         persistence::migrate(&db).await?;
-        let auth = Authenticator::new(db.clone(), config.argon2_concurrency()).await?;
-
         let metrics = Arc::new(Metrics::default());
+        let ledger = FailureLedger::new(
+            config.max_failed_auth_per_address,
+            config.max_failed_auth_per_user,
+            Duration::from_secs(config.failed_auth_window_secs),
+        );
+        let auth = Authenticator::new(
+            db.clone(),
+            config.argon2_concurrency(),
+            ledger,
+            metrics.clone(),
+        )
+        .await?;
+
         let parts = |push: PushService, bus: Option<RedisBus>| {
             let presence =
                 Presence::start(&config, push.clone(), db.clone(), bus.as_ref(), node_id);
@@ -90,14 +108,14 @@ impl Application {
                 (state, router, schema)
             }
             Some(url) => {
-                let bus = RedisBus::connect(url).await?;
+                let bus = RedisBus::connect(url, config.redis_timeout()).await?;
                 let adapter_config =
                     RedisAdapterConfig::new().with_prefix(format!("{}:sio", config.redis_prefix));
                 let adapter = RedisAdapterCtr::new_with_driver(bus.clone(), adapter_config);
                 let (layer, io) = socket_io(&config)
                     .with_adapter::<ClusterAdapter>(adapter)
                     .build_layer();
-                let log = RedisLog::new(bus.connection(), &config.redis_prefix, config.retention());
+                let log = RedisLog::new(bus.clone(), &config.redis_prefix, config.retention());
                 let channel = DeliveryChannel::new(bus.clone(), &config.redis_prefix, node_id);
                 let push = PushService::cluster(
                     io.clone(),
@@ -233,6 +251,10 @@ where
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .layer(http::cors(&config.allowed_origins))
             .layer(axum::middleware::map_request(http::detach_request_head))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                http::refuse_foreign_origins,
+            ))
             .layer(axum::middleware::from_fn(engine_requests))
             .layer(socket_layer),
     );

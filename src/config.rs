@@ -70,6 +70,12 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_REDIS_PREFIX", default_value = "tidings")]
     pub redis_prefix: String,
 
+    /// Longest wait (ms) for connecting to Redis and for any one command
+    /// (`/readyz`'s PING included); past it on the push path Redis counts
+    /// as down and pushes go to this node's sockets only until it answers.
+    #[arg(long, env = "TIDINGS_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+
     /// Redis channel other services publish backend pushes on (not prefixed).
     #[arg(
         long,
@@ -96,6 +102,11 @@ pub struct Config {
     /// Largest `POST /api/push` body, in bytes (413 beyond).
     #[arg(long, env = "TIDINGS_PUSH_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub push_max_body_bytes: usize,
+
+    /// Longest wait (ms) for a database connection (from the pool or a new
+    /// one); past it the request fails instead of hanging on an outage.
+    #[arg(long, env = "TIDINGS_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    pub db_acquire_timeout_ms: u64,
 
     /// Largest database connection pool (PostgreSQL; SQLite file databases too).
     #[arg(long, env = "TIDINGS_DB_POOL_SIZE", default_value_t = 10)]
@@ -138,6 +149,12 @@ pub struct Config {
     )]
     pub max_failed_auth_per_address: u32,
 
+    /// Failed authentications for one user (from any addresses) per window;
+    /// beyond it, attempts that would need argon2 are refused unverified (a
+    /// secret verified a moment ago still works).
+    #[arg(long, env = "TIDINGS_MAX_FAILED_AUTH_PER_USER", default_value_t = 50)]
+    pub max_failed_auth_per_user: u32,
+
     /// The window of `--max-failed-auth-per-address`, in seconds.
     #[arg(long, env = "TIDINGS_FAILED_AUTH_WINDOW_SECS", default_value_t = 300)]
     pub failed_auth_window_secs: u64,
@@ -155,6 +172,16 @@ pub struct Config {
     /// Others' headers are ignored: anyone can write one.
     #[arg(long, env = "TIDINGS_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// GraphQL mutations one signed-in user may run per minute (sustained,
+    /// across all their requests on this node).
+    #[arg(long, env = "TIDINGS_MUTATIONS_PER_MINUTE", default_value_t = 60)]
+    pub mutations_per_minute: u32,
+
+    /// GraphQL mutations one user may run at once before the per-minute
+    /// rate applies.
+    #[arg(long, env = "TIDINGS_MUTATIONS_BURST", default_value_t = 20)]
+    pub mutations_burst: u32,
 
     /// Rooms one socket may be in at once (`joinRoom`).
     #[arg(long, env = "TIDINGS_MAX_ROOMS_PER_SOCKET", default_value_t = 50)]
@@ -261,6 +288,8 @@ impl Config {
         }
         for (name, value) in [
             ("--db-pool-size", self.db_pool_size as u64),
+            ("--db-acquire-timeout-ms", self.db_acquire_timeout_ms),
+            ("--redis-timeout-ms", self.redis_timeout_ms),
             ("--max-packet-bytes", self.max_packet_bytes),
             ("--socket-buffer-packets", self.socket_buffer_packets as u64),
             ("--ws-read-buffer-bytes", self.ws_read_buffer_bytes as u64),
@@ -272,8 +301,14 @@ impl Config {
                 "--max-failed-auth-per-address",
                 self.max_failed_auth_per_address as u64,
             ),
+            (
+                "--max-failed-auth-per-user",
+                self.max_failed_auth_per_user as u64,
+            ),
             ("--socket-events-per-sec", self.socket_events_per_sec as u64),
             ("--socket-events-burst", self.socket_events_burst as u64),
+            ("--mutations-per-minute", self.mutations_per_minute as u64),
+            ("--mutations-burst", self.mutations_burst as u64),
             ("--graphql-max-depth", self.graphql_max_depth as u64),
             (
                 "--graphql-max-complexity",
@@ -322,6 +357,14 @@ impl Config {
             window: Duration::from_secs(self.resume_window_secs),
             max_events: self.resume_max_events,
         }
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
     }
 
     pub fn auth_deadline(&self) -> Option<Duration> {

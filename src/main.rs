@@ -36,7 +36,12 @@ async fn serve(config: tidings::Config) -> Result<(), BoxError> {
 }
 
 async fn migrate(config: &tidings::Config) -> Result<(), BoxError> {
-    let db = persistence::connect(&config.database_url, config.db_pool_size).await?;
+    let db = persistence::connect(
+        &config.database_url,
+        config.db_pool_size,
+        config.db_acquire_timeout(),
+    )
+    .await?;
     persistence::migrate(&db).await?;
     println!("migrations applied");
     Ok(())

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub pushes_not_logged: Counter,
     pub pushes_replayed: Counter,
     pub resyncs: Counter,
+    pub origin_refused: Counter,
+    pub argon2_verifications: Counter,
+    pub auth_refused_unverified: Counter,
 }
 
 impl Metrics {
@@ -83,6 +86,21 @@ impl Metrics {
                 "tidings_resyncs_total",
                 "resumes that asked for more than the log still held",
                 &self.resyncs,
+            ),
+            (
+                "tidings_origin_refused_total",
+                "Socket.IO requests refused with 403 because their Origin is not allowed",
+                &self.origin_refused,
+            ),
+            (
+                "tidings_argon2_verifications_total",
+                "secrets verified with argon2 (cache misses, dummy verifications of unknown users included)",
+                &self.argon2_verifications,
+            ),
+            (
+                "tidings_auth_refused_unverified_total",
+                "authentication attempts refused without verifying: too many failures from the address or for the user",
+                &self.auth_refused_unverified,
             ),
         ] {
             let _ = writeln!(

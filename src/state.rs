@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::cluster::RedisBus;
 use crate::config::Config;
-use crate::limits::FailureLedger;
+use crate::limits::KeyedBuckets;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push::PushService;
@@ -35,7 +35,7 @@ struct Inner {
     presence: Presence,
     bus: Option<RedisBus>,
     metrics: Arc<Metrics>,
-    failed_auth: FailureLedger,
+    mutation_rate: KeyedBuckets<Uuid>,
 }
 
 /// A reference that does not keep the application alive; see
@@ -67,10 +67,11 @@ impl AppState {
         presence: Presence,
         bus: Option<RedisBus>,
     ) -> Self {
-        let metrics = push.metrics().clone();
-        let failed_auth = FailureLedger::new(
-            config.max_failed_auth_per_address,
-            std::time::Duration::from_secs(config.failed_auth_window_secs),
+        // One set of counters: the authenticator counts into it too.
+        let metrics = auth.metrics().clone();
+        let mutation_rate = KeyedBuckets::new(
+            f64::from(config.mutations_per_minute) / 60.0,
+            config.mutations_burst,
         );
         Self {
             inner: Arc::new(Inner {
@@ -82,7 +83,7 @@ impl AppState {
                 presence,
                 bus,
                 metrics,
-                failed_auth,
+                mutation_rate,
             }),
         }
     }
@@ -92,9 +93,15 @@ impl AppState {
         self.inner.node_id
     }
 
-    /// Failed authentications per client address, shared by every socket.
-    pub fn failed_auth(&self) -> &FailureLedger {
-        &self.inner.failed_auth
+    /// Failed authentications per client address and per user, shared by
+    /// every path that checks a credential.
+    pub fn failed_auth(&self) -> &crate::limits::FailureLedger {
+        self.inner.auth.ledger()
+    }
+
+    /// Each signed-in user's allowance of GraphQL mutations.
+    pub fn mutation_rate(&self) -> &KeyedBuckets<Uuid> {
+        &self.inner.mutation_rate
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -174,6 +174,9 @@ pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
         .env("TIDINGS_AUTH_DEADLINE_SECS", "0")
         .env("TIDINGS_SOCKET_EVENTS_PER_SEC", "100000")
         .env("TIDINGS_SOCKET_EVENTS_BURST", "100000")
+        .env("TIDINGS_MUTATIONS_PER_MINUTE", "100000000")
+        .env("TIDINGS_MUTATIONS_BURST", "1000000")
+        .env("TIDINGS_MAX_FAILED_AUTH_PER_USER", "1000000")
         .env("TIDINGS_LOG_FORMAT", "text")
         .env(
             "RUST_LOG",

@@ -15,6 +15,9 @@ pub enum Viewer {
     Rejected,
     /// Credentials were sent but could not be checked (database down).
     Unverifiable,
+    /// Credentials were sent but refused unverified: too many failed
+    /// attempts lately from the client's address or for the user.
+    TooManyFailures,
     User(user::Model),
 }
 
@@ -25,6 +28,9 @@ impl Viewer {
             Viewer::Anonymous => Err(ApiError::Unauthenticated("sign in to do this")),
             Viewer::Rejected => Err(ApiError::Unauthenticated("wrong user id or secret")),
             Viewer::Unverifiable => Err(ApiError::Unavailable),
+            Viewer::TooManyFailures => Err(ApiError::Unauthenticated(
+                "too many failed authentication attempts; try again later",
+            )),
         }
     }
 }

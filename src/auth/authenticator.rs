@@ -15,22 +15,37 @@
 //!   message.
 //! - An unknown user id still costs one argon2 verification (against a dummy
 //!   hash), so response time does not reveal which ids exist.
+//! - Every path that checks a credential comes through here, so one
+//!   `FailureLedger` sees every failure, per address and per target user.
+//!   A blocked address is refused before the database and argon2; a
+//!   blocked user is refused before argon2, but a secret verified a moment
+//!   ago (a cache hit) still works: guessers cannot lock a signed-in user
+//!   out of their next tab.
+//! - One address may hold at most half of the argon2 slots (at least one),
+//!   so a guesser cannot make a real user's sign-in wait behind its guesses.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use base64::Engine;
 use entity::user;
 use rand::RngCore;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
 use super::credentials::{Credentials, Secret};
 use super::kdf::{Kdf, KdfError};
+use crate::limits::FailureLedger;
+use crate::metrics::Metrics;
 
 /// Users whose last verified secret is remembered.
 const CACHE_CAPACITY: usize = 100_000;
+/// Past this many addresses, shares nobody waits on are swept.
+const SHARES_SWEEP_ABOVE: usize = 1_000;
 /// Random bytes in a generated secret (URL-safe base64: 43 characters).
 const SECRET_BYTES: usize = 32;
 
@@ -39,6 +54,9 @@ pub enum AuthError {
     /// Unknown user or wrong secret; deliberately not told apart.
     #[error("wrong user id or secret")]
     Rejected,
+    /// Refused without verifying: too many failures lately.
+    #[error("too many failed authentication attempts {0}")]
+    TooManyFailures(Blocked),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
     #[error("argon2 task failed: {0}")]
@@ -51,6 +69,22 @@ impl From<KdfError> for AuthError {
     }
 }
 
+/// Whose failures blocked an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    Address,
+    User,
+}
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Blocked::Address => "from this address",
+            Blocked::User => "for this user",
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct Authenticator {
     inner: Arc<Inner>,
@@ -59,6 +93,12 @@ pub struct Authenticator {
 struct Inner {
     db: DatabaseConnection,
     permits: Semaphore,
+    /// Slots one address may hold at once (half of `permits`, at least 1).
+    share: usize,
+    /// Each address's share of the slots, while any of its attempts wait.
+    shares: Mutex<HashMap<IpAddr, Weak<Semaphore>>>,
+    ledger: FailureLedger,
+    metrics: Arc<Metrics>,
     /// argon2id with one reusable working memory per permit.
     kdf: Arc<Kdf>,
     cache: quick_cache::sync::Cache<Uuid, Verified>,
@@ -76,7 +116,12 @@ struct Verified {
 }
 
 impl Authenticator {
-    pub async fn new(db: DatabaseConnection, concurrency: usize) -> Result<Self, AuthError> {
+    pub async fn new(
+        db: DatabaseConnection,
+        concurrency: usize,
+        ledger: FailureLedger,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, AuthError> {
         let mut digest_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut digest_key);
         let concurrency = concurrency.max(1);
@@ -91,6 +136,10 @@ impl Authenticator {
             inner: Arc::new(Inner {
                 db,
                 permits: Semaphore::new(concurrency),
+                share: (concurrency / 2).max(1),
+                shares: Mutex::default(),
+                ledger,
+                metrics,
                 kdf,
                 cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
                 digest_key,
@@ -99,35 +148,80 @@ impl Authenticator {
         })
     }
 
-    /// The user the credentials belong to, or `Rejected`.
-    pub async fn authenticate(&self, credentials: &Credentials) -> Result<user::Model, AuthError> {
-        let row = user::Entity::find_by_id(credentials.user_id)
+    /// The counters this authenticator adds to (the application's).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The failed-authentication ledger every credential path shares.
+    pub fn ledger(&self) -> &FailureLedger {
+        &self.inner.ledger
+    }
+
+    /// The user the credentials belong to; `Rejected`, or `TooManyFailures`
+    /// without verifying. `from` is the client's address, when known.
+    pub async fn authenticate(
+        &self,
+        credentials: &Credentials,
+        from: Option<IpAddr>,
+    ) -> Result<user::Model, AuthError> {
+        let user_id = credentials.user_id;
+        self.refuse_if_blocked(from, None)?;
+        let row = user::Entity::find_by_id(user_id)
             .one(&self.inner.db)
             .await?;
-        let Some(row) = row else {
-            // Same cost as a wrong secret; the result is ignored on purpose.
-            let _ = self
-                .verify(&credentials.secret, self.inner.dummy_hash.clone())
-                .await;
-            return Err(AuthError::Rejected);
-        };
-        let verified = Verified {
+        let verified = row.as_ref().map(|row| Verified {
             secret: self.digest(credentials.secret.expose().as_bytes()),
             hash: self.digest(row.secret_hash.as_bytes()),
-        };
-        if let Some(hit) = self.inner.cache.get(&row.id) {
-            if hit.secret == verified.secret && hit.hash == verified.hash {
-                return Ok(row);
+        });
+        if let (Some(row), Some(verified)) = (&row, &verified) {
+            if let Some(hit) = self.inner.cache.get(&row.id) {
+                if hit.secret == verified.secret && hit.hash == verified.hash {
+                    return Ok(row.clone());
+                }
             }
         }
-        if self
-            .verify(&credentials.secret, row.secret_hash.clone())
-            .await?
-        {
-            self.inner.cache.insert(row.id, verified);
-            Ok(row)
+        // Checked before queueing for a slot (a refusal needs none), and
+        // again with one in hand: attempts that queued while the limit was
+        // reached must not all be verified.
+        self.refuse_if_blocked(from, Some(user_id))?;
+        let _turn = self.argon2_turn_for(from).await?;
+        self.refuse_if_blocked(from, Some(user_id))?;
+        let hash = row.as_ref().map_or_else(
+            || self.inner.dummy_hash.clone(),
+            |row| row.secret_hash.clone(),
+        );
+        // An unknown user costs the same as a wrong secret.
+        let matches = self.verify_holding_turn(&credentials.secret, hash).await?;
+        match (row, verified) {
+            (Some(row), Some(verified)) if matches => {
+                self.inner.cache.insert(row.id, verified);
+                Ok(row)
+            }
+            _ => {
+                self.inner.ledger.record_failure(from, Some(user_id));
+                Err(AuthError::Rejected)
+            }
+        }
+    }
+
+    fn refuse_if_blocked(&self, from: Option<IpAddr>, user: Option<Uuid>) -> Result<(), AuthError> {
+        let now = Instant::now();
+        let ledger = &self.inner.ledger;
+        let blocked = if from.is_some_and(|addr| ledger.address_blocked_at(addr, now)) {
+            Some(Blocked::Address)
+        } else if user.is_some_and(|user| ledger.user_blocked_at(user, now)) {
+            Some(Blocked::User)
         } else {
-            Err(AuthError::Rejected)
+            None
+        };
+        match blocked {
+            Some(blocked) => {
+                self.inner.metrics.auth_refused_unverified.inc();
+                tracing::info!(addr = ?from, user_id = ?user, %blocked, "authentication refused unverified: too many failures");
+                Err(AuthError::TooManyFailures(blocked))
+            }
+            None => Ok(()),
         }
     }
 
@@ -141,8 +235,9 @@ impl Authenticator {
         Ok((secret, hash))
     }
 
-    async fn verify(&self, secret: &Secret, hash: String) -> Result<bool, AuthError> {
-        let _permit = self.argon2_turn().await?;
+    /// Runs one verification; the caller holds an argon2 turn.
+    async fn verify_holding_turn(&self, secret: &Secret, hash: String) -> Result<bool, AuthError> {
+        self.inner.metrics.argon2_verifications.inc();
         let secret = secret.clone();
         let kdf = self.inner.kdf.clone();
         blocking(
@@ -158,12 +253,42 @@ impl Authenticator {
     }
 
     /// Waits for one of the `concurrency` argon2 slots.
-    async fn argon2_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AuthError> {
+    async fn argon2_turn(&self) -> Result<SemaphorePermit<'_>, AuthError> {
         self.inner
             .permits
             .acquire()
             .await
             .map_err(|e| AuthError::Hashing(e.to_string()))
+    }
+
+    /// An argon2 slot, taken only once the address's share has room.
+    async fn argon2_turn_for(
+        &self,
+        from: Option<IpAddr>,
+    ) -> Result<(Option<OwnedSemaphorePermit>, SemaphorePermit<'_>), AuthError> {
+        let share = match from {
+            Some(addr) => Some(
+                self.share_of(addr)
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| AuthError::Hashing(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok((share, self.argon2_turn().await?))
+    }
+
+    fn share_of(&self, addr: IpAddr) -> Arc<Semaphore> {
+        let mut shares = self.inner.shares.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(share) = shares.get(&addr).and_then(Weak::upgrade) {
+            return share;
+        }
+        if shares.len() > SHARES_SWEEP_ABOVE {
+            shares.retain(|_, share| share.strong_count() > 0);
+        }
+        let share = Arc::new(Semaphore::new(self.inner.share));
+        shares.insert(addr, Arc::downgrade(&share));
+        share
     }
 
     fn digest(&self, bytes: &[u8]) -> [u8; 32] {

@@ -52,7 +52,7 @@ pub fn credentials(
 /// A page served by this very host (`--static-dir`, the web app): its
 /// `Origin` names the host the request was sent to. The scheme is not
 /// compared: behind a TLS-terminating proxy the gateway sees plain HTTP.
-fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+pub fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
     let authority = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"));

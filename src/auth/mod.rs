@@ -10,5 +10,5 @@ pub mod cookies;
 mod credentials;
 mod kdf;
 
-pub use authenticator::{AuthError, Authenticator};
+pub use authenticator::{AuthError, Authenticator, Blocked};
 pub use credentials::{parse_user_id, Credentials, CredentialsError, Secret};

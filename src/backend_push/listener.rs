@@ -121,13 +121,16 @@ impl Claims {
             hex(&digest),
             copies.len()
         );
-        let won: Option<String> = redis::cmd("SET")
+        let mut claim = redis::cmd("SET");
+        claim
             .arg(key)
             .arg(app.node_id().to_string())
             .arg("NX")
             .arg("PX")
-            .arg(CLAIM_WINDOW.as_millis() as u64 * 2)
-            .query_async(&mut bus.connection())
+            .arg(CLAIM_WINDOW.as_millis() as u64 * 2);
+        let mut conn = bus.connection();
+        let won: Option<String> = bus
+            .bounded(async move { claim.query_async(&mut conn).await })
             .await?;
         Ok(won.is_some())
     }

@@ -7,13 +7,24 @@
 //! by itself; a heartbeat makes sure a dropped connection is noticed even
 //! when nothing is being published. Messages arrive as RESP3 pushes and are
 //! routed to the subscriber of their channel.
+//!
+//! An outage must not stall delivery. While `ConnectionManager` reconnects,
+//! every command waits for it (7.5 s per push in issue 16's measurement),
+//! and socketioxide's adapter publishes before it delivers even to this
+//! node's sockets. So every command on the push path is bounded by
+//! `timeout`, and a breaker remembers that Redis is unreachable: once a
+//! command has timed out or lost its connection, publishes fail at once
+//! (the push service then delivers locally, see `push::emit`) until the
+//! heartbeat's PING answers again.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, PushInfo, PushKind, RedisError, Value};
+use redis::{AsyncCommands, ErrorKind, PushInfo, PushKind, RedisError, Value};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 
@@ -25,10 +36,15 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 pub struct RedisBus {
     conn: ConnectionManager,
     subscribers: Arc<Subscribers>,
+    /// Longest wait for one command (`--redis-timeout-ms`).
+    timeout: Duration,
+    /// The breaker: set when a command found Redis unreachable, cleared by
+    /// the heartbeat's next answered PING.
+    down: Arc<AtomicBool>,
 }
 
 impl RedisBus {
-    pub async fn connect(url: &str) -> Result<Self, RedisError> {
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, RedisError> {
         let client = redis::Client::open(with_resp3(url))?;
         let subscribers: Arc<Subscribers> = Arc::default();
         let routes = Arc::downgrade(&subscribers);
@@ -42,20 +58,50 @@ impl RedisBus {
             .set_automatic_resubscription()
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_secs(2))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
         let conn = ConnectionManager::new_with_config(client, config).await?;
-        let bus = Self { conn, subscribers };
+        let bus = Self {
+            conn,
+            subscribers,
+            timeout,
+            down: Arc::default(),
+        };
         bus.spawn_heartbeat();
         Ok(bus)
     }
 
-    /// Whether Redis answers right now (for `/readyz`).
+    /// Whether Redis answers right now, within the timeout (for `/readyz`;
+    /// it asks even while the breaker is open, and sets the breaker).
     pub async fn ping(&self) -> bool {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.conn.clone())
-            .await
-            .is_ok()
+        let up = ping(self.conn.clone(), self.timeout).await;
+        note_health(&self.down, up);
+        up
+    }
+
+    /// Runs a command on the push path: refused at once while the breaker
+    /// is open, and given up after the timeout (which opens it).
+    pub async fn bounded<T>(
+        &self,
+        command: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(RedisError::from((ErrorKind::Io, "Redis is unreachable")));
+        }
+        let result = match tokio::time::timeout(self.timeout, command).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from((
+                ErrorKind::Io,
+                "Redis did not answer in time",
+            ))),
+        };
+        if let Err(err) = &result {
+            if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() {
+                tracing::debug!(error = %err, "Redis command failed");
+                note_health(&self.down, false);
+            }
+        }
+        result
     }
 
     /// A handle on the shared connection, for Tidings' own keys (presence).
@@ -65,35 +111,22 @@ impl RedisBus {
 
     /// Publishes a text message (our own channels, e.g. `Presence`).
     pub async fn publish_text(&self, channel: &str, message: &str) -> Result<(), RedisError> {
-        self.conn
-            .clone()
-            .publish::<_, _, Value>(channel, message)
+        let mut conn = self.conn.clone();
+        self.bounded(conn.publish::<_, _, Value>(channel, message))
             .await
             .map(|_| ())
     }
 
     fn spawn_heartbeat(&self) {
         let alive: Weak<Subscribers> = Arc::downgrade(&self.subscribers);
-        let mut conn = self.conn.clone();
+        let (conn, timeout, down) = (self.conn.clone(), self.timeout, self.down.clone());
         tokio::spawn(async move {
-            let mut was_up = true;
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
                 if alive.strong_count() == 0 {
                     return;
                 }
-                let up = redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok();
-                if up != was_up {
-                    if up {
-                        tracing::info!("Redis is back; cross-node delivery resumes");
-                    } else {
-                        tracing::warn!("Redis is unreachable; delivering to local sockets only");
-                    }
-                    was_up = up;
-                }
+                note_health(&down, ping(conn.clone(), timeout).await);
             }
         });
     }
@@ -103,9 +136,8 @@ impl Driver for RedisBus {
     type Error = RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), RedisError> {
-        self.conn
-            .clone()
-            .publish::<_, _, Value>(chan, val)
+        let mut conn = self.conn.clone();
+        self.bounded(conn.publish::<_, _, Value>(chan, val))
             .await
             .map(|_| ())
     }
@@ -133,13 +165,29 @@ impl Driver for RedisBus {
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, RedisError> {
-        let (_, count): (String, u16) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(chan)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let mut conn = self.conn.clone();
+        let mut numsub = redis::cmd("PUBSUB");
+        numsub.arg("NUMSUB").arg(chan);
+        let (_, count): (String, u16) = self.bounded(numsub.query_async(&mut conn)).await?;
         Ok(count)
     }
+}
+
+/// Sets the breaker, logging each change once.
+fn note_health(down: &AtomicBool, up: bool) {
+    let was_down = down.swap(!up, Ordering::Relaxed);
+    if up && was_down {
+        tracing::info!("Redis is back; cross-node delivery resumes");
+    } else if !up && !was_down {
+        tracing::warn!("Redis is unreachable; delivering to local sockets only");
+    }
+}
+
+async fn ping(mut conn: ConnectionManager, timeout: Duration) -> bool {
+    let ping = async move { redis::cmd("PING").query_async::<String>(&mut conn).await };
+    tokio::time::timeout(timeout, ping)
+        .await
+        .is_ok_and(|answer| answer.is_ok())
 }
 
 fn route(push: PushInfo, subscribers: &Subscribers) {

@@ -15,13 +15,17 @@
 //! same script: the counter and the entry are written together or not at
 //! all. Durability is Redis's: with `appendonly yes` and `appendfsync
 //! always` an acknowledged append survives a Redis restart.
+//!
+//! Every command goes through the bus's breaker and timeout: with Redis
+//! gone a push falls back to what this node can reach at once, instead of
+//! waiting for a reconnect.
 
 use futures_util::future::try_join_all;
-use redis::aio::ConnectionManager;
 use redis::{Script, Value as RedisValue};
 use uuid::Uuid;
 
 use super::log::{LogError, LogRead, LoggedPush, Retention};
+use crate::cluster::RedisBus;
 
 const APPEND: &str = r"
 local seq = redis.call('INCR', KEYS[1])
@@ -48,7 +52,7 @@ return {head, redis.call('XREVRANGE', KEYS[2], '+', oldest, 'COUNT', want)}
 
 #[derive(Clone)]
 pub struct RedisLog {
-    conn: ConnectionManager,
+    bus: RedisBus,
     prefix: String,
     retention: Retention,
     append: Script,
@@ -56,9 +60,9 @@ pub struct RedisLog {
 }
 
 impl RedisLog {
-    pub fn new(conn: ConnectionManager, prefix: &str, retention: Retention) -> Self {
+    pub fn new(bus: RedisBus, prefix: &str, retention: Retention) -> Self {
         Self {
-            conn,
+            bus,
             prefix: prefix.to_owned(),
             retention,
             append: Script::new(APPEND),
@@ -80,7 +84,7 @@ impl RedisLog {
     ) -> Result<Vec<u64>, LogError> {
         let window = self.retention.window_ms().max(1);
         let appends = users.iter().map(|user| {
-            let mut conn = self.conn.clone();
+            let mut conn = self.bus.connection();
             let mut invocation = self.append.prepare_invoke();
             invocation
                 .key(self.key(*user, "seq"))
@@ -89,20 +93,24 @@ impl RedisLog {
                 .arg(payload)
                 .arg(self.retention.max_events.max(1))
                 .arg(window);
-            async move { invocation.invoke_async::<u64>(&mut conn).await }
+            self.bus
+                .bounded(async move { invocation.invoke_async::<u64>(&mut conn).await })
         });
         Ok(try_join_all(appends).await?)
     }
 
     pub async fn read(&self, user: Uuid, after: u64, limit: usize) -> Result<LogRead, LogError> {
-        let (head, newest_first): (u64, Vec<RedisValue>) = self
-            .read
+        let mut invocation = self.read.prepare_invoke();
+        invocation
             .key(self.key(user, "seq"))
             .key(self.key(user, "log"))
             .arg(after)
             .arg(limit)
-            .arg(self.retention.window_ms())
-            .invoke_async(&mut self.conn.clone())
+            .arg(self.retention.window_ms());
+        let mut conn = self.bus.connection();
+        let (head, newest_first): (u64, Vec<RedisValue>) = self
+            .bus
+            .bounded(async move { invocation.invoke_async(&mut conn).await })
             .await?;
         let mut entries = newest_first
             .into_iter()
@@ -121,12 +129,15 @@ impl RedisLog {
         seq: u64,
     ) -> Result<(), LogError> {
         let window = u64::try_from(self.retention.window_ms().max(1)).unwrap_or(u64::MAX);
-        redis::cmd("SET")
+        let mut command = redis::cmd("SET");
+        command
             .arg(self.key(user, &format!("device:{device}")))
             .arg(seq)
             .arg("PX")
-            .arg(window)
-            .query_async::<()>(&mut self.conn.clone())
+            .arg(window);
+        let mut conn = self.bus.connection();
+        self.bus
+            .bounded(async move { command.query_async::<()>(&mut conn).await })
             .await?;
         Ok(())
     }
@@ -136,9 +147,12 @@ impl RedisLog {
         user: Uuid,
         device: &str,
     ) -> Result<Option<u64>, LogError> {
-        Ok(redis::cmd("GETDEL")
-            .arg(self.key(user, &format!("device:{device}")))
-            .query_async::<Option<u64>>(&mut self.conn.clone())
+        let mut command = redis::cmd("GETDEL");
+        command.arg(self.key(user, &format!("device:{device}")));
+        let mut conn = self.bus.connection();
+        Ok(self
+            .bus
+            .bounded(async move { command.query_async::<Option<u64>>(&mut conn).await })
             .await?)
     }
 }

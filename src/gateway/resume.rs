@@ -66,8 +66,12 @@ pub async fn start_point(
     if let Some(since) = since {
         return Start::After(since);
     }
-    if was_bound == Some(user) && position.user() == Some(user) {
-        return Start::Keep;
+    if position.user() == Some(user) {
+        return if was_bound == Some(user) {
+            Start::Keep
+        } else {
+            Start::Now
+        };
     }
     let log = app.push().log();
     if let Some(device) = session.device() {

@@ -14,7 +14,7 @@ use socketioxide::socket::DisconnectReason;
 use socketioxide_core::adapter::Room;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, Credentials, CredentialsError};
+use crate::auth::{AuthError, Blocked, Credentials, CredentialsError};
 use crate::delivery::{Cursor, Position};
 use crate::limits::TokenBucket;
 use crate::push::user_room;
@@ -67,6 +67,8 @@ enum Outcome {
     Denied,
     /// The client address has failed too often; nothing was verified.
     AddressBlocked,
+    /// Attempts at this user have failed too often; nothing was verified.
+    UserBlocked,
     Failed,
 }
 
@@ -246,10 +248,10 @@ impl Session {
             }
             Ok(credentials) => self.bind(&app, s, &credentials, &position, since).await,
         };
-        if matches!(outcome, Outcome::Refused(_) | Outcome::Denied) {
-            if let Some(addr) = self.addr {
-                app.failed_auth().record_failure(addr);
-            }
+        // Wrong secrets are recorded by the authenticator; malformed
+        // credentials never reach it.
+        if matches!(outcome, Outcome::Refused(_)) {
+            app.failed_auth().record_failure(self.addr, None);
         }
         // The socket keeps only the rooms its (new) identity may hold.
         let now_bound = match &outcome {
@@ -278,6 +280,13 @@ impl Session {
                 emit_error(
                     s,
                     "too many failed authentication attempts from your address; try again later",
+                );
+                false
+            }
+            Outcome::UserBlocked => {
+                emit_error(
+                    s,
+                    "too many failed authentication attempts for this user; try again later",
                 );
                 false
             }
@@ -349,9 +358,11 @@ impl Session {
         since: Option<u64>,
         was_bound: Option<Uuid>,
     ) -> Outcome {
-        let user = match app.auth().authenticate(credentials).await {
+        let user = match app.auth().authenticate(credentials, self.addr).await {
             Ok(user) => user,
             Err(AuthError::Rejected) => return Outcome::Denied,
+            Err(AuthError::TooManyFailures(Blocked::Address)) => return Outcome::AddressBlocked,
+            Err(AuthError::TooManyFailures(Blocked::User)) => return Outcome::UserBlocked,
             Err(err) => {
                 tracing::error!(socket_id = %s.id, error = %err, "authentication failed");
                 return Outcome::Failed;
@@ -540,6 +551,8 @@ impl Session {
         let blocked = self
             .addr
             .is_some_and(|addr| app.failed_auth().is_blocked(addr));
+        // The authenticator records the failures it verified itself; only a
+        // malformed attempt, which never reaches it, is recorded here.
         let (reason, counts_for_address) = match credentials {
             _ if blocked => (
                 "too many failed authentication attempts from your address; try again later"
@@ -547,9 +560,13 @@ impl Session {
                 false,
             ),
             Err(reason) => (format!("invalid credentials: {reason}"), true),
-            Ok(credentials) => match app.auth().authenticate(&credentials).await {
+            Ok(credentials) => match app.auth().authenticate(&credentials, self.addr).await {
                 Ok(user) => return Ok(user.id),
-                Err(AuthError::Rejected) => ("wrong user id or secret".to_owned(), true),
+                Err(AuthError::Rejected) => ("wrong user id or secret".to_owned(), false),
+                Err(AuthError::TooManyFailures(_)) => (
+                    "too many failed authentication attempts; try again later".to_owned(),
+                    false,
+                ),
                 Err(err) => {
                     tracing::error!(socket_id = %s.id, event, error = %err, "authentication failed");
                     (
@@ -560,9 +577,7 @@ impl Session {
             },
         };
         if counts_for_address {
-            if let Some(addr) = self.addr {
-                app.failed_auth().record_failure(addr);
-            }
+            app.failed_auth().record_failure(self.addr, None);
         }
         tracing::info!(socket_id = %s.id, event, reason, "request credentials refused");
         let reason = format!("{event}: {reason}");

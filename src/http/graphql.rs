@@ -11,14 +11,17 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::Html;
 use base64::Engine;
 use graphql::Viewer;
+use std::net::IpAddr;
 
 use super::HttpState;
 use crate::auth::{cookies, AuthError, Credentials, CredentialsError};
 use crate::config::Config;
+use crate::gateway::client_addr;
 
 pub async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").finish())
@@ -28,14 +31,18 @@ pub async fn graphiql() -> Html<String> {
 /// so one request cannot smuggle in hundreds of operations.
 pub async fn execute(
     State(state): State<HttpState>,
-    headers: HeaderMap,
+    parts: Parts,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
-    let viewer = viewer(&state, &headers).await;
-    let mut response = state
-        .schema
-        .execute(request.into_inner().data(viewer))
-        .await;
+    let from = client_addr(&parts, &state.app.config().trusted_proxies);
+    let viewer = viewer(&state, &parts.headers, from).await;
+    let request = request.into_inner();
+    if let Viewer::User(user) = &viewer {
+        if let Err(limited) = super::mutation_rate::check(&state.app, user.id, &request) {
+            return async_graphql::Response::from_errors(vec![limited]).into();
+        }
+    }
+    let mut response = state.schema.execute(request.data(viewer)).await;
     for error in &mut response.errors {
         code_client_errors(error);
     }
@@ -59,16 +66,24 @@ fn code_client_errors(error: &mut async_graphql::ServerError) {
     }
 }
 
-async fn viewer(state: &HttpState, headers: &HeaderMap) -> Viewer {
+/// Who the request is from. Every failure goes to the one ledger (the
+/// authenticator records wrong secrets; malformed ones are recorded here),
+/// so guessing over GraphQL is limited exactly as over sockets.
+async fn viewer(state: &HttpState, headers: &HeaderMap, from: Option<IpAddr>) -> Viewer {
     let Some(credentials) = credentials(headers, state.app.config()) else {
         return Viewer::Anonymous;
     };
     let Ok(credentials) = credentials else {
+        if from.is_some_and(|addr| state.app.failed_auth().is_blocked(addr)) {
+            return Viewer::TooManyFailures;
+        }
+        state.app.failed_auth().record_failure(from, None);
         return Viewer::Rejected;
     };
-    match state.app.auth().authenticate(&credentials).await {
+    match state.app.auth().authenticate(&credentials, from).await {
         Ok(user) => Viewer::User(user),
         Err(AuthError::Rejected) => Viewer::Rejected,
+        Err(AuthError::TooManyFailures(_)) => Viewer::TooManyFailures,
         Err(err) => {
             tracing::error!(user_id = %credentials.user_id, error = %err, "could not verify GraphQL credentials");
             Viewer::Unverifiable

@@ -15,11 +15,15 @@ pub async fn healthz() -> &'static str {
 /// 200 only when every dependency answers; the body says which did not,
 /// and which node answered.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
-    let database = persistence::ping(state.app.db()).await;
-    let redis = match state.app.bus() {
-        Some(bus) => Some(bus.ping().await),
-        None => None,
+    // Asked together, each within its own timeout, so an outage answers
+    // 503 in under a second instead of hanging the probe.
+    let redis = async {
+        match state.app.bus() {
+            Some(bus) => Some(bus.ping().await),
+            None => None,
+        }
     };
+    let (database, redis) = tokio::join!(persistence::ping(state.app.db()), redis);
     let ready = database && redis.unwrap_or(true);
     let status = if ready {
         StatusCode::OK

@@ -3,16 +3,23 @@
 
 mod graphql;
 mod health;
+mod linger;
+mod mutation_rate;
+mod origin;
 mod push_api;
+
+pub use origin::refuse_foreign_origins;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::state::AppState;
+use linger::linger_on_oversize_bodies;
 
 /// What the HTTP handlers share: the application state, and the schema
 /// (kept beside it, not inside it, because the schema holds the state).
@@ -31,13 +38,16 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(health::metrics))
         .route(
             "/api/push",
-            post(push_api::push).layer(DefaultBodyLimit::max(push_limit)),
+            post(push_api::push)
+                .layer(DefaultBodyLimit::max(push_limit))
+                .layer(from_fn_with_state(push_limit, linger_on_oversize_bodies)),
         )
         .route(
             "/graphql",
             get(graphql::graphiql)
                 .post(graphql::execute)
-                .layer(RequestBodyLimitLayer::new(body_limit)),
+                .layer(RequestBodyLimitLayer::new(body_limit))
+                .layer(from_fn_with_state(body_limit, linger_on_oversize_bodies)),
         )
         .with_state(state)
 }

@@ -304,6 +304,10 @@ async fn a_socket_unbound_by_a_secret_rotation_is_not_given_what_was_pushed_mean
     let mut socket = app.authed_socket(&user, Transport::WebSocket).await;
     push(&app, &user, 1, 1).await;
     assert_eq!(next_push(&mut socket).await.0, 1);
+    // Long enough for the socket's place to be saved (every 2 s, once a
+    // push is a second old): a saved place must not bring back what was
+    // pushed while the socket was unbound.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     let rotated = app
         .graphql_ok(
             "mutation { rotateSecret { secretkey } }",

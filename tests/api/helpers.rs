@@ -447,6 +447,10 @@ impl PrivateRedis {
         }
     }
 
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
     pub fn start() -> Self {
         Self::start_on(free_port())
     }
@@ -487,4 +491,11 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
+}
+
+/// One row of docs/reliability.md: `scripts/hostile` runs the hostile tests
+/// with `--nocapture` and turns these lines into the table. Printed only
+/// after the test's assertion about it held.
+pub fn hostile_report(case: &str, expected: &str, observed: impl std::fmt::Display) {
+    println!("HOSTILE | {case} | {expected} | {observed} |");
 }

@@ -5,6 +5,7 @@ mod client;
 mod helpers;
 
 mod backend_push;
+mod brute_force;
 mod cli;
 mod cluster;
 mod delivery;
@@ -13,6 +14,10 @@ mod get_chats;
 mod graphql_api;
 mod health;
 mod limits;
+mod mutation_rate;
+mod origin;
+mod outages;
+mod oversize_bodies;
 mod presence;
 mod pushes;
 mod rooms;

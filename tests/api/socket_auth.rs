@@ -185,7 +185,15 @@ async fn handshake_cookies_count_only_from_allowed_origins() {
     };
     let mut socket = app.socket_with(Transport::WebSocket, allowed).await;
     assert_eq!(socket.expect("auth").await, json!(true));
+    // A page from another origin does not get a socket at all (403 before
+    // the handshake, tests/api/origin.rs).
+}
 
+#[tokio::test]
+async fn with_no_allowed_origins_handshake_cookies_from_a_browser_are_ignored() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let cookie = format!("id={}; secretkey={}", alice.id, alice.secret);
     let hijacker = ConnectOptions {
         headers: vec![
             ("cookie", cookie),

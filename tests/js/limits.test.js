@@ -21,6 +21,7 @@ const {
   disconnected,
   withSockets,
   waitFor,
+  httpRequest,
 } = require('./helpers');
 
 const LIMITS = {
@@ -161,19 +162,56 @@ describe('failed authentications per address', () => {
     const bob = await signUp(node, 'bob');
     await withSockets(async (track) => {
       const settled = await authenticated(track, node, alice);
+      // The guesses come from an address of their own: the ledger is one
+      // for sockets and GraphQL, and bob's follow below must not be refused.
+      const guesser = { localAddress: '127.0.0.5' };
       for (let n = 0; n < 3; n += 1) {
         // A new socket each time: the per-socket limit is not what trips.
-        const s = track(await connect(4, node));
+        const s = track(await connect(4, node, guesser));
         assert.deepEqual(await emitWithAck(s, 'initialConnection', { id: alice.id, secretkey: `guess-${n}` }), [false]);
         s.close();
       }
-      const late = track(await connect(4, node));
+      const late = track(await connect(4, node, guesser));
       assert.deepEqual(await emitWithAck(late, 'initialConnection', credentials(alice)), [false]);
       assert.match((await late.events.next('error')).error, /too many failed authentication attempts from your address/);
+      const overGraphql = await httpRequest(`${node.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${alice.id}:${alice.secretkey}`).toString('base64')}` },
+        body: { query: '{ me { id } }' },
+        localAddress: guesser.localAddress,
+      });
+      assert.match(overGraphql.json().errors[0].message, /too many failed authentication attempts/, 'GraphQL shares the ledger');
 
       await follow(node, bob, alice);
       const followed = await settled.events.next('Followed');
       assert.equal(followed.followerId, bob.id, 'the socket authenticated before still gets its pushes');
     });
+  });
+});
+
+describe('mutations per user', () => {
+  let node;
+  before(async () => {
+    node = await startNode({ env: { TIDINGS_MUTATIONS_BURST: '3', TIDINGS_MUTATIONS_PER_MINUTE: '60' }, name: 'mutations' });
+  });
+  after(async () => {
+    if (node) await node.stop();
+  });
+
+  it('past the burst a mutation is refused with RATE_LIMITED and retryAfterMs; another user is not', async () => {
+    const [alice, bob] = await Promise.all([signUp(node, 'alice'), signUp(node, 'bob')]);
+    for (let n = 0; n < 3; n += 1) await follow(node, alice, bob);
+    const answer = await httpRequest(`${node.url}/graphql`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Basic ${Buffer.from(`${alice.id}:${alice.secretkey}`).toString('base64')}`,
+      },
+      body: { query: 'mutation($u:ID!){ followUnfollowUser(userId:$u){ following } }', variables: { u: bob.id } },
+    });
+    const [error] = answer.json().errors;
+    assert.equal(error.extensions.code, 'RATE_LIMITED');
+    assert.ok(error.extensions.retryAfterMs >= 1 && error.extensions.retryAfterMs <= 1000, JSON.stringify(error));
+    await follow(node, bob, alice);
   });
 });
