@@ -165,10 +165,12 @@ fn serve_stack<A: Adapter>(
         introspection: config.graphql_introspection,
         ..Default::default()
     };
-    let schema = graphql::build_schema(Arc::new(state.clone()), &limits);
+    let backend: Arc<dyn graphql::Backend> = Arc::new(state.clone());
+    let schema = graphql::build_schema(backend.clone(), &limits);
     let router = http::router(HttpState {
         app: state.clone(),
         schema: schema.clone(),
+        introspection: graphql::build_introspection_schema(backend, &limits),
     })
     .layer(
         ServiceBuilder::new()

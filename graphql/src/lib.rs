@@ -12,6 +12,8 @@
 //! - `types`: GraphQL object types; `query` and `mutation`: the roots.
 //! - `chatroom_admin`: group chatrooms and live membership.
 //! - `content`: how message text is made safe.
+//! - `introspection`: the second schema that answers pure introspection
+//!   documents under a depth limit of their own (so GraphiQL can load).
 //! - [`events`]: payloads of the Socket.IO events that mutations push.
 
 pub mod backend;
@@ -19,6 +21,7 @@ mod chatroom_admin;
 mod content;
 mod error;
 pub mod events;
+mod introspection;
 mod mutation;
 mod query;
 mod types;
@@ -31,6 +34,9 @@ use async_graphql::{EmptySubscription, Schema};
 pub use backend::Backend;
 pub use content::clean_message;
 pub use error::ApiError;
+pub use introspection::{
+    build_introspection_schema, is_introspection_only, INTROSPECTION_MAX_DEPTH,
+};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use viewer::Viewer;

@@ -20,6 +20,8 @@ use crate::state::AppState;
 pub struct HttpState {
     pub app: AppState,
     pub schema: ::graphql::TidingsSchema,
+    /// Answers pure introspection documents; `None` when introspection is off.
+    pub introspection: Option<::graphql::TidingsSchema>,
 }
 
 pub fn router(state: HttpState) -> Router {
