@@ -35,6 +35,11 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("Socket.IO adapter: {0}")]
     Adapter(String),
+    #[error("--static-dir {path}: {source}")]
+    StaticDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -76,7 +81,7 @@ impl Application {
                 let (layer, io) = socket_io(&config).build_layer();
                 let state = parts(PushService::in_process(io.clone()), None);
                 gateway::register(&io, &state);
-                let (router, schema) = serve_stack(&state, layer, &config);
+                let (router, schema) = serve_stack(&state, layer, &config)?;
                 (state, router, schema)
             }
             Some(url) => {
@@ -92,7 +97,7 @@ impl Application {
                 gateway::register(&io, &state)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
-                let (router, schema) = serve_stack(&state, layer, &config);
+                let (router, schema) = serve_stack(&state, layer, &config)?;
                 (state, router, schema)
             }
         };
@@ -158,7 +163,7 @@ fn serve_stack<A: Adapter>(
     state: &AppState,
     socket_layer: SocketIoLayer<A>,
     config: &Config,
-) -> (axum::Router, graphql::TidingsSchema) {
+) -> Result<(axum::Router, graphql::TidingsSchema), StartError> {
     let limits = graphql::SchemaLimits {
         max_depth: config.graphql_max_depth,
         max_complexity: config.graphql_max_complexity,
@@ -171,6 +176,16 @@ fn serve_stack<A: Adapter>(
         app: state.clone(),
         schema: schema.clone(),
         introspection: graphql::build_introspection_schema(backend, &limits),
+        static_dir: config
+            .static_dir
+            .as_deref()
+            .map(|path| {
+                http::web::StaticDir::new(path).map_err(|source| StartError::StaticDir {
+                    path: path.to_owned(),
+                    source,
+                })
+            })
+            .transpose()?,
     })
     .layer(
         ServiceBuilder::new()
@@ -179,7 +194,7 @@ fn serve_stack<A: Adapter>(
             .layer(axum::middleware::map_request(http::detach_request_head))
             .layer(socket_layer),
     );
-    (router, schema)
+    Ok((router, schema))
 }
 
 /// Socket.IO with every incoming size bounded: socketioxide bounds packets

@@ -21,7 +21,8 @@
 //! - [`cluster`]: the Redis bus that joins nodes (socketioxide-redis).
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`limits`]: the event rate per socket and failed logins per address.
-//! - [`http`]: health probes and the GraphQL endpoint.
+//! - [`http`]: health probes, the GraphQL endpoint, and the web app at `/`
+//!   (embedded `web/`, or `--static-dir`).
 //! - [`persistence`]: opening the database and migrating it.
 //! - [`admin`]: operator commands (`tidings user create`).
 //! - Member crates: `entity` (rows), `migration` (schema), `graphql`

@@ -1,4 +1,5 @@
-//! GraphQL over HTTP: GraphiQL on GET, execution on POST.
+//! GraphQL over HTTP: execution on POST (GraphiQL, on GET, is a page of
+//! the embedded web app: `web.rs`).
 //!
 //! Credentials are resolved here, once per request, before execution:
 //! `Authorization: Basic base64(id:secretkey)` or the cookies `id` and
@@ -7,22 +8,16 @@
 //! goes through the same cached authenticator as sockets, so a request does
 //! not pay for argon2 each time.
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
-use axum::response::Html;
 use base64::Engine;
 use graphql::Viewer;
 
 use super::HttpState;
 use crate::auth::{cookies, AuthError, Credentials, CredentialsError};
 use crate::config::Config;
-
-pub async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
-}
 
 /// `GraphQLRequest` takes one operation; a JSON array (a batch) is refused,
 /// so one request cannot smuggle in hundreds of operations. A document

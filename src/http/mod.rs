@@ -1,13 +1,14 @@
-//! The HTTP side: health probes and GraphQL. Socket.IO is a layer over the
-//! same router (see `app.rs`), so everything shares one port.
+//! The HTTP side: health probes, GraphQL and the web app. Socket.IO is a
+//! layer over the same router (see `app.rs`), so everything shares one port.
 
 mod graphql;
 mod health;
 mod push_api;
+pub mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -22,11 +23,17 @@ pub struct HttpState {
     pub schema: ::graphql::TidingsSchema,
     /// Answers pure introspection documents; `None` when introspection is off.
     pub introspection: Option<::graphql::TidingsSchema>,
+    /// `--static-dir`, served at `/` instead of the embedded web app.
+    pub static_dir: Option<web::StaticDir>,
 }
 
 pub fn router(state: HttpState) -> Router {
     let body_limit = state.app.config().graphql_max_body_bytes;
     let push_limit = state.app.config().push_max_body_bytes;
+    let site = match state.static_dir.clone() {
+        Some(dir) => any(web::static_dir).with_state(dir),
+        None => any(web::embedded),
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -37,10 +44,11 @@ pub fn router(state: HttpState) -> Router {
         )
         .route(
             "/graphql",
-            get(graphql::graphiql)
+            get(web::graphiql)
                 .post(graphql::execute)
                 .layer(RequestBodyLimitLayer::new(body_limit)),
         )
+        .fallback_service(site)
         .with_state(state)
 }
 

@@ -14,3 +14,4 @@ mod presence;
 mod pushes;
 mod rooms;
 mod socket_auth;
+mod web;
