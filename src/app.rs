@@ -18,6 +18,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::cluster::{ClusterAdapter, RedisBus};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push::PushService;
 use crate::state::AppState;
@@ -61,7 +62,9 @@ impl Application {
         tracing::info!(node_id = %node_id, "starting node");
         let db = persistence::connect(&config.database_url, config.db_pool_size).await?;
         persistence::migrate(&db).await?;
-        let auth = Authenticator::new(db.clone(), config.argon2_concurrency()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let auth =
+            Authenticator::new(db.clone(), config.argon2_concurrency(), metrics.clone()).await?;
 
         let parts = |push: PushService, bus: Option<RedisBus>| {
             let presence =
@@ -74,12 +77,14 @@ impl Application {
                 push,
                 presence,
                 bus,
+                metrics.clone(),
             )
         };
         let (state, router, schema) = match &config.redis_url {
             None => {
                 let (layer, io) = socket_io(&config).build_layer();
                 let state = parts(PushService::in_process(io.clone()), None);
+                state.metrics().set_census(gateway::census(io.clone()));
                 gateway::register(&io, &state);
                 let (router, schema) = serve_stack(&state, layer, &config)?;
                 (state, router, schema)
@@ -93,6 +98,7 @@ impl Application {
                     .with_adapter::<ClusterAdapter>(adapter)
                     .build_layer();
                 let state = parts(PushService::cluster(io.clone()), Some(bus));
+                state.metrics().set_census(gateway::census(io.clone()));
                 tokio::spawn(backend_push::listener::listen(state.clone()));
                 gateway::register(&io, &state)
                     .await

@@ -19,7 +19,7 @@
 //! - [`backend_push`]: pushes from other services, over the Redis channel
 //!   `BackgroundPush` or `POST /api/push`.
 //! - [`cluster`]: the Redis bus that joins nodes (socketioxide-redis).
-//! - [`metrics`]: counters served at `/metrics`.
+//! - [`metrics`]: the series served at `/metrics` (prometheus-client).
 //! - [`limits`]: the event rate per socket and failed logins per address.
 //! - [`http`]: health probes, the GraphQL endpoint, and the web app at `/`
 //!   (embedded `web/`, or `--static-dir`).

@@ -34,7 +34,7 @@ struct Inner {
     push: PushService,
     presence: Presence,
     bus: Option<RedisBus>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     failed_auth: FailureLedger,
 }
 
@@ -58,6 +58,10 @@ impl AppState {
         }
     }
 
+    /// Each argument is a part `Application::build` made; the metrics come
+    /// in (rather than being made here) because the authenticator, built
+    /// first, records into the same handles.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         node_id: Uuid,
@@ -66,6 +70,7 @@ impl AppState {
         push: PushService,
         presence: Presence,
         bus: Option<RedisBus>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let failed_auth = FailureLedger::new(
             config.max_failed_auth_per_address,
@@ -80,7 +85,7 @@ impl AppState {
                 push,
                 presence,
                 bus,
-                metrics: Metrics::default(),
+                metrics,
                 failed_auth,
             }),
         }

@@ -17,6 +17,7 @@
 //!   hash), so response time does not reveal which ids exist.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::Engine;
 use entity::user;
@@ -28,6 +29,7 @@ use uuid::Uuid;
 
 use super::credentials::{Credentials, Secret};
 use super::kdf::{Kdf, KdfError};
+use crate::metrics::{AuthOutcome, Metrics};
 
 /// Users whose last verified secret is remembered.
 const CACHE_CAPACITY: usize = 100_000;
@@ -67,6 +69,7 @@ struct Inner {
     digest_key: [u8; 32],
     /// Hash of a random secret nobody knows, verified for unknown users.
     dummy_hash: String,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Clone)]
@@ -76,7 +79,11 @@ struct Verified {
 }
 
 impl Authenticator {
-    pub async fn new(db: DatabaseConnection, concurrency: usize) -> Result<Self, AuthError> {
+    pub async fn new(
+        db: DatabaseConnection,
+        concurrency: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, AuthError> {
         let mut digest_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut digest_key);
         let concurrency = concurrency.max(1);
@@ -95,12 +102,27 @@ impl Authenticator {
                 cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
                 digest_key,
                 dummy_hash,
+                metrics,
             }),
         })
     }
 
-    /// The user the credentials belong to, or `Rejected`.
+    /// The user the credentials belong to, or `Rejected`. Counted by
+    /// outcome, and timed, in the metrics.
     pub async fn authenticate(&self, credentials: &Credentials) -> Result<user::Model, AuthError> {
+        let started = Instant::now();
+        let result = self.check(credentials).await;
+        let metrics = &self.inner.metrics;
+        Metrics::observe(&metrics.auth_latency, started.elapsed());
+        metrics.auth_outcome(match &result {
+            Ok(_) => AuthOutcome::ok,
+            Err(AuthError::Rejected) => AuthOutcome::wrong,
+            Err(_) => AuthOutcome::unavailable,
+        });
+        result
+    }
+
+    async fn check(&self, credentials: &Credentials) -> Result<user::Model, AuthError> {
         let row = user::Entity::find_by_id(credentials.user_id)
             .one(&self.inner.db)
             .await?;
@@ -159,11 +181,15 @@ impl Authenticator {
 
     /// Waits for one of the `concurrency` argon2 slots.
     async fn argon2_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AuthError> {
-        self.inner
+        let started = Instant::now();
+        let permit = self
+            .inner
             .permits
             .acquire()
             .await
-            .map_err(|e| AuthError::Hashing(e.to_string()))
+            .map_err(|e| AuthError::Hashing(e.to_string()));
+        Metrics::observe(&self.inner.metrics.argon2_queue_wait, started.elapsed());
+        permit
     }
 
     fn digest(&self, bytes: &[u8]) -> [u8; 32] {

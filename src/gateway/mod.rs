@@ -36,10 +36,11 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
-use socketioxide::SocketIo;
+use socketioxide::{SocketIo, TransportType};
 use socketioxide_core::adapter::DefinedAdapter;
 use uuid::Uuid;
 
+use crate::metrics::SocketCensus;
 use crate::push::tab_room;
 use crate::state::{AppState, WeakAppState};
 pub use session::{emit, emit_error, Session};
@@ -108,6 +109,9 @@ async fn dispatch<A: Adapter>(
         tracing::debug!(socket_id = %s.id, user_id = ?user_id, event = %shown, "received");
     }
     let Some(ack) = session.admit(&s, ack) else {
+        if let Some(app) = session.app() {
+            app.metrics().rate_limited.inc();
+        }
         return;
     };
     match event.as_str() {
@@ -132,6 +136,29 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>, TryData(handshake_auth): TryDat
     give_tab_window_id(&s);
     session.handshake(&s, handshake_auth.ok()).await;
     session.enforce_auth_deadline(s);
+}
+
+/// Counts this node's sockets for `/metrics` when it is scraped: by
+/// transport as they are now (after any upgrade), and those bound to a user
+/// (the same test `bound_user` applies to every event).
+pub fn census<A: Adapter>(io: SocketIo<A>) -> impl Fn() -> SocketCensus + Send + Sync + 'static {
+    move || {
+        let mut census = SocketCensus::default();
+        for s in io.sockets() {
+            match s.transport_type() {
+                TransportType::Polling => census.polling += 1,
+                TransportType::Websocket => census.websocket += 1,
+            }
+            let bound = s
+                .extensions
+                .get::<Arc<Session>>()
+                .is_some_and(|session| session.bound_user(&s).is_some());
+            if bound {
+                census.authenticated += 1;
+            }
+        }
+        census
+    }
 }
 
 /// The client's address: the TCP peer, or, when the peer is a trusted

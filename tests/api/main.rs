@@ -10,6 +10,7 @@ mod cluster;
 mod graphql_api;
 mod health;
 mod limits;
+mod metrics;
 mod presence;
 mod pushes;
 mod rooms;
