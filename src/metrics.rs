@@ -12,7 +12,7 @@
 //! every place that changes it.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -53,6 +53,39 @@ struct OutcomeLabel {
     outcome: AuthOutcome,
 }
 
+/// What a push was, as a bounded label: events named by backends are
+/// theirs to choose, so they count under their source, not their name.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum PushKind {
+    Followed,
+    chatroom,
+    updatedChat,
+    /// Another event a GraphQL mutation pushed.
+    graphql_other,
+    /// `POST /api/push`.
+    api,
+    /// The `BackgroundPush` Redis channel.
+    background,
+}
+
+impl PushKind {
+    /// The kind of an event a GraphQL mutation pushed.
+    pub fn of_graphql_event(event: &str) -> Self {
+        match event {
+            "Followed" => Self::Followed,
+            "chatroom" => Self::chatroom,
+            "updatedChat" => Self::updatedChat,
+            _ => Self::graphql_other,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: PushKind,
+}
+
 /// Local sockets at the moment of a scrape.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SocketCensus {
@@ -77,7 +110,10 @@ pub struct Metrics {
     pub auth_latency: Histogram,
     /// Time an argon2 verification or hash waited for a slot.
     pub argon2_queue_wait: Histogram,
+    /// Time one push spent in the push service (to every node's sockets).
+    pub push_latency: Histogram,
     auth_outcomes: Family<OutcomeLabel, Counter>,
+    pushes: Family<KindLabel, Counter>,
     connections: Family<TransportLabel, Gauge>,
     authenticated_sockets: Gauge,
     alive_tasks: Gauge,
@@ -143,6 +179,28 @@ impl Metrics {
             "time an argon2 verification or hash waited for one of the --argon2-concurrency slots",
             argon2_queue_wait.clone(),
         );
+        let push_latency = seconds();
+        registry.register(
+            "tidings_push_latency_seconds",
+            "time one push spent in the push service, delivery to every node included",
+            push_latency.clone(),
+        );
+        let pushes = Family::<KindLabel, Counter>::default();
+        for kind in [
+            PushKind::Followed,
+            PushKind::chatroom,
+            PushKind::updatedChat,
+            PushKind::graphql_other,
+            PushKind::api,
+            PushKind::background,
+        ] {
+            drop(pushes.get_or_create(&KindLabel { kind }));
+        }
+        registry.register(
+            "tidings_pushes",
+            "pushes handed to the push service, by kind",
+            pushes.clone(),
+        );
         let auth_outcomes = Family::<OutcomeLabel, Counter>::default();
         for outcome in [
             AuthOutcome::ok,
@@ -188,7 +246,9 @@ impl Metrics {
             rate_limited,
             auth_latency,
             argon2_queue_wait,
+            push_latency,
             auth_outcomes,
+            pushes,
             connections,
             authenticated_sockets,
             alive_tasks,
@@ -199,6 +259,13 @@ impl Metrics {
         self.auth_outcomes
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
+    }
+
+    /// Counts a push and the time since `started` (taken just before it
+    /// was handed to the push service).
+    pub fn pushed(&self, kind: PushKind, started: Instant) {
+        self.pushes.get_or_create(&KindLabel { kind }).inc();
+        Self::observe(&self.push_latency, started.elapsed());
     }
 
     pub fn observe(histogram: &Histogram, elapsed: Duration) {

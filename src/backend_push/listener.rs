@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use socketioxide_redis::drivers::Driver;
 
 use super::{BackgroundPush, Target};
+use crate::metrics::PushKind;
 use crate::state::AppState;
 
 pub async fn listen(app: AppState) {
@@ -46,6 +47,7 @@ pub async fn deliver(app: &AppState, raw: &[u8]) {
             return;
         }
     };
+    let started = std::time::Instant::now();
     match &message.target {
         Target::Room(room) => {
             push.to_rooms(vec![room.clone()], &message.event, &message.payload)
@@ -66,4 +68,6 @@ pub async fn deliver(app: &AppState, raw: &[u8]) {
             tracing::debug!(user_id = %user, delivered, "BackgroundPush to a tab");
         }
     }
+    // Every node takes each message for its own sockets: counted per node.
+    metrics.pushed(PushKind::background, started);
 }

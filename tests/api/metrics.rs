@@ -157,3 +157,69 @@ async fn every_series_the_grafana_dashboard_reads_is_served() {
         );
     }
 }
+
+const PUSH_TIMED: &str = "tidings_push_latency_seconds_count";
+
+fn pushes(kind: &str) -> String {
+    format!("tidings_pushes_total{{kind=\"{kind}\"}}")
+}
+
+#[tokio::test]
+async fn pushes_are_counted_by_kind_and_timed() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let mut to_bob = app.authed_socket(&bob, Transport::WebSocket).await;
+    let timed = app.metric(PUSH_TIMED).await;
+
+    app.graphql_ok(
+        "mutation($u: ID!) { followUnfollowUser(userId: $u) { following } }",
+        json!({ "u": bob.id }),
+        Some(&alice),
+    )
+    .await;
+    to_bob.expect("Followed").await;
+    assert_eq!(app.metric(&pushes("Followed")).await, 1);
+    assert_eq!(app.metric(PUSH_TIMED).await, timed + 1);
+
+    let chatroom = app.direct_chatroom(&alice, &bob).await;
+    app.graphql_ok(
+        "mutation($c: ID!) { sendMessage(chatroomId: $c, content: \"hi\") { id } }",
+        json!({ "c": chatroom }),
+        Some(&alice),
+    )
+    .await;
+    to_bob.expect("chatroom").await;
+    assert_eq!(app.metric(&pushes("chatroom")).await, 1);
+    assert_eq!(
+        app.metric(&pushes("updatedChat")).await,
+        2,
+        "one when the chatroom was made, one for the message"
+    );
+
+    let body = json!({ "users": [bob.id], "event": "custom", "data": {} });
+    let (status, answer) = app.api_push(Some(API_KEY), body.to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    to_bob.expect("custom").await;
+    assert_eq!(app.metric(&pushes("api")).await, 1);
+    assert_eq!(app.metric(&pushes("background")).await, 0);
+    assert_eq!(app.metric(PUSH_TIMED).await, timed + 5);
+}
+
+#[tokio::test]
+async fn backend_pushes_over_redis_are_counted_on_each_node() {
+    let (nodes, _dir) = spawn_cluster(2).await;
+    let bob = nodes[0].sign_up("bob").await;
+    let mut to_bob = nodes[1].authed_socket(&bob, Transport::WebSocket).await;
+
+    nodes[0]
+        .publish_background_push(
+            &json!({ "pushToUser": bob.id, "payload": { "n": 1 } }).to_string(),
+        )
+        .await;
+    to_bob.expect("push").await;
+
+    for node in &nodes {
+        metric_becomes(node, &pushes("background"), 1).await;
+    }
+}
