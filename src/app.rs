@@ -103,6 +103,7 @@ impl Application {
                 gateway::register(&io, &state)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
+                crate::cluster::node_stats::spawn(state.downgrade());
                 let (router, schema) = serve_stack(&state, layer, &config)?;
                 (state, router, schema)
             }

@@ -21,7 +21,8 @@
 //! - [`cluster`]: the Redis bus that joins nodes (socketioxide-redis).
 //! - [`metrics`]: the series served at `/metrics` (prometheus-client).
 //! - [`limits`]: the event rate per socket and failed logins per address.
-//! - [`http`]: health probes, the GraphQL endpoint, and the web app at `/`
+//! - [`http`]: health probes, the GraphQL endpoint, the operator view
+//!   (`/admin`), and the web app at `/`
 //!   (embedded `web/`, or `--static-dir`).
 //! - [`persistence`]: opening the database and migrating it.
 //! - [`admin`]: operator commands (`tidings user create`).

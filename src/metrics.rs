@@ -11,6 +11,7 @@
 //! `rotateSecret` on another node, is then counted right without a hook in
 //! every place that changes it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,15 @@ impl PushKind {
     }
 }
 
+const PUSH_KINDS: [PushKind; 6] = [
+    PushKind::Followed,
+    PushKind::chatroom,
+    PushKind::updatedChat,
+    PushKind::graphql_other,
+    PushKind::api,
+    PushKind::background,
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: PushKind,
@@ -92,6 +102,10 @@ pub struct SocketCensus {
     pub polling: i64,
     pub websocket: i64,
     pub authenticated: i64,
+    /// Distinct users bound to those sockets.
+    pub users: i64,
+    /// Distinct rooms they are in (each socket's own room excluded).
+    pub rooms: i64,
 }
 
 type Census = Box<dyn Fn() -> SocketCensus + Send + Sync>;
@@ -116,7 +130,13 @@ pub struct Metrics {
     pushes: Family<KindLabel, Counter>,
     connections: Family<TransportLabel, Gauge>,
     authenticated_sockets: Gauge,
+    online_users: Gauge,
+    rooms: Gauge,
     alive_tasks: Gauge,
+    /// The push latency histogram's sum and count, readable for the
+    /// operator view (prometheus-client keeps its own private).
+    push_latency_micros: AtomicU64,
+    pushes_timed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -186,14 +206,7 @@ impl Metrics {
             push_latency.clone(),
         );
         let pushes = Family::<KindLabel, Counter>::default();
-        for kind in [
-            PushKind::Followed,
-            PushKind::chatroom,
-            PushKind::updatedChat,
-            PushKind::graphql_other,
-            PushKind::api,
-            PushKind::background,
-        ] {
+        for kind in PUSH_KINDS {
             drop(pushes.get_or_create(&KindLabel { kind }));
         }
         registry.register(
@@ -227,6 +240,18 @@ impl Metrics {
             "sockets on this node bound to a user",
             authenticated_sockets.clone(),
         );
+        let online_users = Gauge::default();
+        registry.register(
+            "tidings_online_users",
+            "distinct users with a socket on this node",
+            online_users.clone(),
+        );
+        let rooms = Gauge::default();
+        registry.register(
+            "tidings_rooms",
+            "distinct rooms the sockets on this node are in (their own rooms excluded)",
+            rooms.clone(),
+        );
         // A count that only grows under a steady load is a task leak: each
         // socket's tasks should end with it.
         let alive_tasks = Gauge::default();
@@ -251,7 +276,11 @@ impl Metrics {
             pushes,
             connections,
             authenticated_sockets,
+            online_users,
+            rooms,
             alive_tasks,
+            push_latency_micros: AtomicU64::new(0),
+            pushes_timed: AtomicU64::new(0),
         }
     }
 
@@ -265,7 +294,12 @@ impl Metrics {
     /// was handed to the push service).
     pub fn pushed(&self, kind: PushKind, started: Instant) {
         self.pushes.get_or_create(&KindLabel { kind }).inc();
-        Self::observe(&self.push_latency, started.elapsed());
+        let elapsed = started.elapsed();
+        Self::observe(&self.push_latency, elapsed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.push_latency_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        self.pushes_timed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn observe(histogram: &Histogram, elapsed: Duration) {
@@ -280,9 +314,50 @@ impl Metrics {
         }
     }
 
+    /// This node's figures for the operator view: counters as totals since
+    /// start (the view turns them into rates), gauges counted now.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let census = self.census.get().map(|census| census()).unwrap_or_default();
+        let pushes: serde_json::Map<String, serde_json::Value> = PUSH_KINDS
+            .iter()
+            .map(|&kind| {
+                let name = format!("{kind:?}");
+                let count = self.pushes.get_or_create(&KindLabel { kind }).get();
+                (name, count.into())
+            })
+            .collect();
+        let outcome = |outcome| {
+            self.auth_outcomes
+                .get_or_create(&OutcomeLabel { outcome })
+                .get()
+        };
+        serde_json::json!({
+            "connections": { "polling": census.polling, "websocket": census.websocket },
+            "authenticatedSockets": census.authenticated,
+            "onlineUsers": census.users,
+            "rooms": census.rooms,
+            "pushes": pushes,
+            "pushLatency": {
+                "count": self.pushes_timed.load(Ordering::Relaxed),
+                "sumMicros": self.push_latency_micros.load(Ordering::Relaxed),
+            },
+            "auth": {
+                "ok": outcome(AuthOutcome::ok),
+                "wrong": outcome(AuthOutcome::wrong),
+                "unavailable": outcome(AuthOutcome::unavailable),
+            },
+            "rateLimited": self.rate_limited.get(),
+            "relayStaleDropped": self.relay_stale_dropped.get(),
+            "apiPushRejected": self.api_push_rejected.get(),
+            "backgroundPushRejected": self.background_push_rejected.get(),
+        })
+    }
+
     pub fn render(&self) -> String {
         if let Some(census) = self.census.get() {
             let now = census();
+            self.online_users.set(now.users);
+            self.rooms.set(now.rooms);
             for (transport, count) in [
                 (Transport::polling, now.polling),
                 (Transport::websocket, now.websocket),

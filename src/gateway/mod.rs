@@ -140,11 +140,17 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>, TryData(handshake_auth): TryDat
 
 /// Counts this node's sockets for `/metrics` when it is scraped: by
 /// transport as they are now (after any upgrade), and those bound to a user
-/// (the same test `bound_user` applies to every event).
+/// (the same test `bound_user` applies to every event), the distinct users
+/// and the distinct rooms.
 pub fn census<A: Adapter>(io: SocketIo<A>) -> impl Fn() -> SocketCensus + Send + Sync + 'static {
     move || {
         let mut census = SocketCensus::default();
-        for s in io.sockets() {
+        let mut users = std::collections::HashSet::new();
+        let mut rooms = std::collections::HashSet::new();
+        // Before the namespace is registered there is nothing to count
+        // (and `io.sockets()` would panic).
+        let sockets = io.of("/").map(|ns| ns.sockets()).unwrap_or_default();
+        for s in sockets {
             match s.transport_type() {
                 TransportType::Polling => census.polling += 1,
                 TransportType::Websocket => census.websocket += 1,
@@ -152,11 +158,16 @@ pub fn census<A: Adapter>(io: SocketIo<A>) -> impl Fn() -> SocketCensus + Send +
             let bound = s
                 .extensions
                 .get::<Arc<Session>>()
-                .is_some_and(|session| session.bound_user(&s).is_some());
-            if bound {
+                .and_then(|session| session.bound_user(&s));
+            if let Some(user) = bound {
                 census.authenticated += 1;
+                users.insert(user);
             }
+            let own = s.id.as_str();
+            rooms.extend(s.rooms().into_iter().filter(|room| room.as_ref() != own));
         }
+        census.users = i64::try_from(users.len()).unwrap_or(i64::MAX);
+        census.rooms = i64::try_from(rooms.len()).unwrap_or(i64::MAX);
         census
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP side: health probes, GraphQL and the web app. Socket.IO is a
 //! layer over the same router (see `app.rs`), so everything shares one port.
 
+mod admin;
 mod graphql;
 mod health;
 mod push_api;
@@ -48,6 +49,7 @@ pub fn router(state: HttpState) -> Router {
                 .post(graphql::execute)
                 .layer(RequestBodyLimitLayer::new(body_limit)),
         )
+        .merge(admin::routes())
         .fallback_service(site)
         .with_state(state)
 }

@@ -223,7 +223,7 @@ fn string_list<'a>(
 
 /// Compares digests, so the time taken says nothing about how much of the
 /// key was right.
-fn same_key(given: &str, key: &str) -> bool {
+pub(super) fn same_key(given: &str, key: &str) -> bool {
     let (a, b) = (
         Sha256::digest(given.as_bytes()),
         Sha256::digest(key.as_bytes()),

@@ -58,10 +58,15 @@ pub async fn graphiql() -> Response {
 /// Everything no other route took, when no `--static-dir` is set.
 pub async fn embedded(request: Request) -> Response {
     let path = request.uri().path().trim_start_matches('/');
+    if path.starts_with("admin/") {
+        // The operator view's files: only through its own routes, which are
+        // off without an API key.
+        return StatusCode::NOT_FOUND.into_response();
+    }
     embedded_file(if path.is_empty() { "index.html" } else { path })
 }
 
-fn embedded_file(path: &str) -> Response {
+pub(super) fn embedded_file(path: &str) -> Response {
     let Some(file) = WebApp::get(path).or_else(|| ClientLibrary::get(path)) else {
         return StatusCode::NOT_FOUND.into_response();
     };

@@ -4,6 +4,7 @@
 mod client;
 mod helpers;
 
+mod admin;
 mod backend_push;
 mod cli;
 mod cluster;
