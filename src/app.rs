@@ -86,7 +86,7 @@ impl Application {
                 let state = parts(PushService::in_process(io.clone()), None);
                 state.metrics().set_census(gateway::census(io.clone()));
                 gateway::register(&io, &state);
-                let (router, schema) = serve_stack(&state, layer, &config)?;
+                let (router, schema) = serve_stack(&state, layer, gateway::directory(io), &config)?;
                 (state, router, schema)
             }
             Some(url) => {
@@ -104,7 +104,7 @@ impl Application {
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
                 crate::cluster::node_stats::spawn(state.downgrade());
-                let (router, schema) = serve_stack(&state, layer, &config)?;
+                let (router, schema) = serve_stack(&state, layer, gateway::directory(io), &config)?;
                 (state, router, schema)
             }
         };
@@ -169,6 +169,7 @@ impl Application {
 fn serve_stack<A: Adapter>(
     state: &AppState,
     socket_layer: SocketIoLayer<A>,
+    sockets: gateway::SocketDirectory,
     config: &Config,
 ) -> Result<(axum::Router, graphql::TidingsSchema), StartError> {
     let limits = graphql::SchemaLimits {
@@ -183,6 +184,7 @@ fn serve_stack<A: Adapter>(
         app: state.clone(),
         schema: schema.clone(),
         introspection: graphql::build_introspection_schema(backend, &limits),
+        sockets,
         static_dir: config
             .static_dir
             .as_deref()

@@ -172,6 +172,34 @@ pub fn census<A: Adapter>(io: SocketIo<A>) -> impl Fn() -> SocketCensus + Send +
     }
 }
 
+/// Finds a user's sockets on every node (for the operator view):
+/// `(socket id, socketioxide server id)` pairs.
+pub type SocketDirectory = Arc<
+    dyn Fn(Uuid) -> futures_util::future::BoxFuture<'static, Result<Vec<(String, String)>, String>>
+        + Send
+        + Sync,
+>;
+
+pub fn directory<A: Adapter>(io: SocketIo<A>) -> SocketDirectory {
+    Arc::new(move |user: Uuid| {
+        let io = io.clone();
+        Box::pin(async move {
+            let Some(ns) = io.of("/") else {
+                return Ok(Vec::new());
+            };
+            let sockets = ns
+                .to(crate::push::user_room(user))
+                .fetch_sockets()
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok(sockets
+                .iter()
+                .map(|s| (s.data().id.to_string(), s.data().server_id.to_string()))
+                .collect())
+        })
+    })
+}
+
 /// The client's address: the TCP peer, or, when the peer is a trusted
 /// proxy, the nearest untrusted hop of its `X-Forwarded-For` (behind a load
 /// balancer every peer is the balancer, and per-address limits would lump

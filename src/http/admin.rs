@@ -31,6 +31,8 @@ pub enum AdminError {
     Unauthorized,
     #[error("{0:?} is not a user id")]
     BadUserId(String),
+    #[error("could not ask every node: {0}")]
+    Cluster(String),
 }
 
 impl IntoResponse for AdminError {
@@ -40,6 +42,7 @@ impl IntoResponse for AdminError {
             AdminError::CrossOrigin => StatusCode::FORBIDDEN,
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::BadUserId(_) => StatusCode::BAD_REQUEST,
+            AdminError::Cluster(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -57,6 +60,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/admin/admin.js", get(script))
         .route("/admin/api/stats", get(stats))
         .route("/admin/api/users/{id}/disconnect", post(disconnect))
+        .route("/admin/api/users/{id}/sockets", get(sockets))
 }
 
 fn enabled(state: &HttpState) -> Result<&str, AdminError> {
@@ -138,4 +142,21 @@ async fn disconnect(
     tracing::info!(user_id = %user, "operator disconnects every socket of a user");
     state.app.push().disconnect(user).await;
     Ok(Json(json!({ "disconnected": user })))
+}
+
+/// A user's sockets on every node, with the Socket.IO server id of the
+/// node each is on.
+async fn sockets(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    guard(&state, &headers)?;
+    let user = Uuid::parse_str(&id).map_err(|_| AdminError::BadUserId(id.clone()))?;
+    let sockets = (state.sockets)(user).await.map_err(AdminError::Cluster)?;
+    let sockets: Vec<_> = sockets
+        .into_iter()
+        .map(|(socket, server)| json!({ "socketId": socket, "serverId": server }))
+        .collect();
+    Ok(Json(json!({ "userId": user, "sockets": sockets })))
 }

@@ -26,6 +26,8 @@ pub struct HttpState {
     pub introspection: Option<::graphql::TidingsSchema>,
     /// `--static-dir`, served at `/` instead of the embedded web app.
     pub static_dir: Option<web::StaticDir>,
+    /// A user's sockets on every node, for the operator view.
+    pub sockets: crate::gateway::SocketDirectory,
 }
 
 pub fn router(state: HttpState) -> Router {

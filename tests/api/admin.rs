@@ -152,3 +152,37 @@ async fn every_node_sees_the_whole_cluster() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_operator_sees_a_users_sockets_on_every_node() {
+    let (nodes, _dir) = spawn_cluster(2).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let bob = nodes[0].sign_up("bob").await;
+    let _here = nodes[0].authed_socket(&alice, Transport::WebSocket).await;
+    let _there = nodes[1].authed_socket(&alice, Transport::Polling).await;
+    let _bob = nodes[1].authed_socket(&bob, Transport::WebSocket).await;
+    let lookup = |id: String| {
+        nodes[0]
+            .http
+            .get(nodes[0].url(&format!("/admin/api/users/{id}/sockets")))
+            .header("authorization", bearer())
+            .send()
+    };
+
+    let answer: Value = lookup(alice.id.clone())
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+
+    let sockets = answer["sockets"].as_array().expect("sockets");
+    assert_eq!(sockets.len(), 2, "{answer}");
+    let servers: std::collections::HashSet<_> =
+        sockets.iter().map(|s| s["serverId"].to_string()).collect();
+    assert_eq!(servers.len(), 2, "one socket on each node: {answer}");
+    assert_eq!(
+        lookup("nobody".into()).await.expect("request").status(),
+        400
+    );
+}

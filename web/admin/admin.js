@@ -147,4 +147,27 @@ $("disconnect-form").addEventListener("submit", async (event) => {
   }
 });
 
+$("sockets-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const user = $("sockets-user").value.trim();
+  try {
+    const answer = await api(`/admin/api/users/${encodeURIComponent(user)}/sockets`);
+    const items = answer.sockets.map((s) => {
+      const li = document.createElement("li");
+      li.textContent = `socket ${s.socketId} on server ${s.serverId}`;
+      return li;
+    });
+    if (items.length === 0) {
+      const li = document.createElement("li");
+      li.textContent = "no sockets";
+      items.push(li);
+    }
+    $("sockets").replaceChildren(...items);
+  } catch (err) {
+    const li = document.createElement("li");
+    li.textContent = `refused: ${err.message}`;
+    $("sockets").replaceChildren(li);
+  }
+});
+
 if (sessionStorage.getItem(KEY)) signedIn();
