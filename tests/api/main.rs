@@ -12,6 +12,7 @@ mod graphql_api;
 mod health;
 mod limits;
 mod metrics;
+mod openapi;
 mod presence;
 mod pushes;
 mod rooms;
