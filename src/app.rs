@@ -67,8 +67,14 @@ impl Application {
             Authenticator::new(db.clone(), config.argon2_concurrency(), metrics.clone()).await?;
 
         let parts = |push: PushService, bus: Option<RedisBus>| {
-            let presence =
-                Presence::start(&config, push.clone(), db.clone(), bus.as_ref(), node_id);
+            let presence = Presence::start(
+                &config,
+                push.clone(),
+                db.clone(),
+                bus.as_ref(),
+                node_id,
+                metrics.clone(),
+            );
             AppState::new(
                 config.clone(),
                 node_id,

@@ -68,6 +68,8 @@ pub enum PushKind {
     api,
     /// The `BackgroundPush` Redis channel.
     background,
+    /// A user going online or offline, to their followers.
+    presence,
 }
 
 impl PushKind {
@@ -82,13 +84,14 @@ impl PushKind {
     }
 }
 
-const PUSH_KINDS: [PushKind; 6] = [
+const PUSH_KINDS: [PushKind; 7] = [
     PushKind::Followed,
     PushKind::chatroom,
     PushKind::updatedChat,
     PushKind::graphql_other,
     PushKind::api,
     PushKind::background,
+    PushKind::presence,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -223,3 +223,28 @@ async fn backend_pushes_over_redis_are_counted_on_each_node() {
         metric_becomes(node, &pushes("background"), 1).await;
     }
 }
+
+#[tokio::test]
+async fn presence_pushes_to_followers_are_counted() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    app.graphql_ok(
+        "mutation($u: ID!) { followUnfollowUser(userId: $u) { following } }",
+        json!({ "u": bob.id }),
+        Some(&alice),
+    )
+    .await;
+    let mut to_alice = app.authed_socket(&alice, Transport::WebSocket).await;
+    assert_eq!(
+        app.metric(&pushes("presence")).await,
+        0,
+        "alice came online, but nobody follows her"
+    );
+
+    let _bob = app.authed_socket(&bob, Transport::WebSocket).await;
+    let event = to_alice.expect("presence").await;
+
+    assert_eq!(event["userId"], bob.id);
+    assert_eq!(app.metric(&pushes("presence")).await, 1);
+}
