@@ -40,6 +40,11 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("Socket.IO adapter: {0}")]
     Adapter(String),
+    #[error("--static-dir {path}: {source}")]
+    StaticDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -81,8 +86,14 @@ impl Application {
         .await?;
 
         let parts = |push: PushService, bus: Option<RedisBus>| {
-            let presence =
-                Presence::start(&config, push.clone(), db.clone(), bus.as_ref(), node_id);
+            let presence = Presence::start(
+                &config,
+                push.clone(),
+                db.clone(),
+                bus.as_ref(),
+                node_id,
+                metrics.clone(),
+            );
             AppState::new(
                 config.clone(),
                 node_id,
@@ -100,11 +111,13 @@ impl Application {
                 tokio::spawn(sweep_log(log.clone(), config.retention().window));
                 let push = PushService::in_process(io.clone(), PushLog::Sql(log), metrics.clone());
                 let state = parts(push, None);
+                state.metrics().set_census(gateway::census(io.clone()));
                 let pending = PendingUpgrades::default();
                 gateway::register(&io, &state, &pending);
                 tokio::spawn(gateway::keep_checkpoints(io.clone(), &state));
                 let engine = gateway::engine_request_layer(io.clone(), &state, pending);
-                let (router, schema) = serve_stack(&state, layer, engine, &config);
+                let (router, schema) =
+                    serve_stack(&state, layer, engine, gateway::directory(io), &config)?;
                 (state, router, schema)
             }
             Some(url) => {
@@ -124,6 +137,7 @@ impl Application {
                     metrics.clone(),
                 );
                 let state = parts(push, Some(bus));
+                state.metrics().set_census(gateway::census(io.clone()));
                 tokio::spawn(backend_push::listener::listen(state.clone()));
                 tokio::spawn(listen_for_logged_pushes(channel, state.push().clone()));
                 let pending = PendingUpgrades::default();
@@ -131,8 +145,10 @@ impl Application {
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
                 tokio::spawn(gateway::keep_checkpoints(io.clone(), &state));
+                crate::cluster::node_stats::spawn(state.downgrade());
                 let engine = gateway::engine_request_layer(io.clone(), &state, pending);
-                let (router, schema) = serve_stack(&state, layer, engine, &config);
+                let (router, schema) =
+                    serve_stack(&state, layer, engine, gateway::directory(io), &config)?;
                 (state, router, schema)
             }
         };
@@ -222,8 +238,9 @@ fn serve_stack<A: Adapter, E>(
     state: &AppState,
     socket_layer: SocketIoLayer<A>,
     engine_requests: E,
+    sockets: gateway::SocketDirectory,
     config: &Config,
-) -> (axum::Router, graphql::TidingsSchema)
+) -> Result<(axum::Router, graphql::TidingsSchema), StartError>
 where
     E: Fn(
             axum::extract::Request,
@@ -241,10 +258,23 @@ where
         introspection: config.graphql_introspection,
         ..Default::default()
     };
-    let schema = graphql::build_schema(Arc::new(state.clone()), &limits);
+    let backend: Arc<dyn graphql::Backend> = Arc::new(state.clone());
+    let schema = graphql::build_schema(backend.clone(), &limits);
     let router = http::router(HttpState {
         app: state.clone(),
         schema: schema.clone(),
+        introspection: graphql::build_introspection_schema(backend, &limits),
+        sockets,
+        static_dir: config
+            .static_dir
+            .as_deref()
+            .map(|path| {
+                http::web::StaticDir::new(path).map_err(|source| StartError::StaticDir {
+                    path: path.to_owned(),
+                    source,
+                })
+            })
+            .transpose()?,
     })
     .layer(
         ServiceBuilder::new()
@@ -258,7 +288,7 @@ where
             .layer(axum::middleware::from_fn(engine_requests))
             .layer(socket_layer),
     );
-    (router, schema)
+    Ok((router, schema))
 }
 
 /// Socket.IO with every incoming size bounded: socketioxide bounds packets

@@ -242,6 +242,11 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_SOCIAL_CLIENT_EVENTS", default_value_t = false, action = clap::ArgAction::Set)]
     pub social_client_events: bool,
 
+    /// Directory served at `/` instead of the embedded web app (its
+    /// `index.html` for `/`); paths cannot leave it, symlinks included.
+    #[arg(long, env = "TIDINGS_STATIC_DIR")]
+    pub static_dir: Option<std::path::PathBuf>,
+
     /// Log line format.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -263,6 +268,8 @@ pub enum ConfigError {
     WeakApiKey,
     #[error("--presence-timeout-ms must be at least {MIN_PRESENCE_TIMEOUT_MS}")]
     PresenceTimeout,
+    #[error("--static-dir {0:?} is not a directory")]
+    StaticDirMissing(std::path::PathBuf),
     #[error("--redis-prefix must be 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
     BadRedisPrefix,
 }
@@ -340,6 +347,11 @@ impl Config {
         }
         if self.background_push_channel.is_empty() {
             return Err(ConfigError::Zero("--background-push-channel length"));
+        }
+        if let Some(dir) = &self.static_dir {
+            if !dir.is_dir() {
+                return Err(ConfigError::StaticDirMissing(dir.clone()));
+            }
         }
         if self.argon2_concurrency == Some(0) {
             return Err(ConfigError::Zero("--argon2-concurrency"));

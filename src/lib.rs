@@ -23,9 +23,11 @@
 //! - [`backend_push`]: pushes from other services, over the Redis channel
 //!   `BackgroundPush` or `POST /api/push`.
 //! - [`cluster`]: the Redis bus that joins nodes (socketioxide-redis).
-//! - [`metrics`]: counters served at `/metrics`.
+//! - [`metrics`]: the series served at `/metrics` (prometheus-client).
 //! - [`limits`]: the event rate per socket and failed logins per address.
-//! - [`http`]: health probes and the GraphQL endpoint.
+//! - [`http`]: health probes, the GraphQL endpoint, the operator view
+//!   (`/admin`), and the web app at `/`
+//!   (embedded `web/`, or `--static-dir`).
 //! - [`persistence`]: opening the database and migrating it.
 //! - [`admin`]: operator commands (`tidings user create`).
 //! - Member crates: `entity` (rows), `migration` (schema), `graphql`

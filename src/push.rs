@@ -131,7 +131,7 @@ impl PushService {
         };
         match self.log.append(users, event, &payload).await {
             Ok(seqs) => {
-                self.metrics.pushes_logged.add(seqs.len() as u64);
+                self.metrics.pushes_logged.inc_by(seqs.len() as u64);
                 for (user, seq) in users.iter().zip(seqs) {
                     self.deliver_logged_here(*user, seq, event, &payload).await;
                     if let Some(channel) = &self.channel {
@@ -140,7 +140,7 @@ impl PushService {
                 }
             }
             Err(err) => {
-                self.metrics.pushes_not_logged.add(users.len() as u64);
+                self.metrics.pushes_not_logged.inc_by(users.len() as u64);
                 tracing::warn!(event, users = users.len(), error = %err, "push not logged; delivering to reachable sockets without a seq");
                 self.to_users_at_most_once(users, event, &payload).await;
             }

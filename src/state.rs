@@ -150,7 +150,10 @@ impl graphql::Backend for AppState {
     }
 
     async fn push_to_users(&self, users: &[Uuid], event: &str, payload: serde_json::Value) {
+        let started = std::time::Instant::now();
         self.push().to_users(users, event, &payload).await;
+        self.metrics()
+            .pushed(crate::metrics::PushKind::of_graphql_event(event), started);
     }
 
     async fn revoke_sockets(&self, user: Uuid) {

@@ -14,6 +14,8 @@
 //! - `content`: how message text (and display names) are made safe.
 //! - `message_state`: read receipts and deleting messages; `message_push`:
 //!   how any change to a chatroom's messages reaches its members.
+//! - `introspection`: the second schema that answers pure introspection
+//!   documents under a depth limit of their own (so GraphiQL can load).
 //! - [`events`]: payloads of the Socket.IO events that mutations push.
 
 pub mod backend;
@@ -21,6 +23,7 @@ mod chatroom_admin;
 mod content;
 mod error;
 pub mod events;
+mod introspection;
 mod message_push;
 mod message_state;
 mod mutation;
@@ -36,6 +39,9 @@ use async_graphql::{EmptySubscription, Schema};
 pub use backend::Backend;
 pub use content::{clean_message, clean_name};
 pub use error::ApiError;
+pub use introspection::{
+    build_introspection_schema, is_introspection_only, INTROSPECTION_MAX_DEPTH,
+};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use viewer::Viewer;

@@ -40,7 +40,7 @@ use uuid::Uuid;
 use super::credentials::{Credentials, Secret};
 use super::kdf::{Kdf, KdfError};
 use crate::limits::FailureLedger;
-use crate::metrics::Metrics;
+use crate::metrics::{AuthOutcome, Metrics};
 
 /// Users whose last verified secret is remembered.
 const CACHE_CAPACITY: usize = 100_000;
@@ -160,7 +160,26 @@ impl Authenticator {
 
     /// The user the credentials belong to; `Rejected`, or `TooManyFailures`
     /// without verifying. `from` is the client's address, when known.
+    /// Counted by outcome, and timed, in the metrics.
     pub async fn authenticate(
+        &self,
+        credentials: &Credentials,
+        from: Option<IpAddr>,
+    ) -> Result<user::Model, AuthError> {
+        let started = Instant::now();
+        let result = self.check(credentials, from).await;
+        let metrics = &self.inner.metrics;
+        Metrics::observe(&metrics.auth_latency, started.elapsed());
+        metrics.auth_outcome(match &result {
+            Ok(_) => AuthOutcome::ok,
+            Err(AuthError::Rejected) => AuthOutcome::wrong,
+            Err(AuthError::TooManyFailures(_)) => AuthOutcome::blocked,
+            Err(_) => AuthOutcome::unavailable,
+        });
+        result
+    }
+
+    async fn check(
         &self,
         credentials: &Credentials,
         from: Option<IpAddr>,
@@ -254,11 +273,15 @@ impl Authenticator {
 
     /// Waits for one of the `concurrency` argon2 slots.
     async fn argon2_turn(&self) -> Result<SemaphorePermit<'_>, AuthError> {
-        self.inner
+        let started = Instant::now();
+        let permit = self
+            .inner
             .permits
             .acquire()
             .await
-            .map_err(|e| AuthError::Hashing(e.to_string()))
+            .map_err(|e| AuthError::Hashing(e.to_string()));
+        Metrics::observe(&self.inner.metrics.argon2_queue_wait, started.elapsed());
+        permit
     }
 
     /// An argon2 slot, taken only once the address's share has room.

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use socketioxide_redis::drivers::Driver;
 
 use super::{BackgroundPush, Target};
+use crate::metrics::PushKind;
 use crate::state::AppState;
 
 /// How long a node remembers a message it saw, to tell a repeat of it from
@@ -58,6 +59,7 @@ pub async fn deliver(app: &AppState, raw: &[u8], claims: &mut Claims) {
             return;
         }
     };
+    let started = std::time::Instant::now();
     match &message.target {
         Target::Room(room) => {
             here.to_rooms(vec![room.clone()], &message.event, &message.payload)
@@ -88,6 +90,8 @@ pub async fn deliver(app: &AppState, raw: &[u8], claims: &mut Claims) {
             tracing::debug!(user_id = %user, delivered, "BackgroundPush to a tab");
         }
     }
+    // Every node takes each message for its own sockets: counted per node.
+    metrics.pushed(PushKind::background, started);
 }
 
 /// Which node logs a `BackgroundPush` to a user. Messages carry no id, and

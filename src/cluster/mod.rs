@@ -5,6 +5,7 @@
 //! runs; the push service then fans out in process.
 
 mod bus;
+pub mod node_stats;
 
 pub use bus::RedisBus;
 

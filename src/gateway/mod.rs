@@ -40,11 +40,12 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
-use socketioxide::SocketIo;
+use socketioxide::{SocketIo, TransportType};
 use socketioxide_core::adapter::DefinedAdapter;
 use uuid::Uuid;
 
 use crate::delivery::Cursor;
+use crate::metrics::SocketCensus;
 use crate::push::tab_room;
 use crate::state::{AppState, WeakAppState};
 pub use engine_requests::{Device, PendingUpgrades, DEVICE_COOKIE};
@@ -167,6 +168,9 @@ async fn dispatch<A: Adapter>(
         tracing::debug!(socket_id = %s.id, user_id = ?user_id, event = %shown, "received");
     }
     let Some(ack) = session.admit(&s, ack) else {
+        if let Some(app) = session.app() {
+            app.metrics().rate_limited.inc();
+        }
         return;
     };
     match event.as_str() {
@@ -201,6 +205,68 @@ async fn on_connect<A: Adapter>(
         session.carried(&s, carried).await;
     }
     session.enforce_auth_deadline(s);
+}
+
+/// Counts this node's sockets for `/metrics` when it is scraped: by
+/// transport as they are now (after any upgrade), and those bound to a user
+/// (the same test `bound_user` applies to every event), the distinct users
+/// and the distinct rooms.
+pub fn census<A: Adapter>(io: SocketIo<A>) -> impl Fn() -> SocketCensus + Send + Sync + 'static {
+    move || {
+        let mut census = SocketCensus::default();
+        let mut users = std::collections::HashSet::new();
+        let mut rooms = std::collections::HashSet::new();
+        // Before the namespace is registered there is nothing to count
+        // (and `io.sockets()` would panic).
+        let sockets = io.of("/").map(|ns| ns.sockets()).unwrap_or_default();
+        for s in sockets {
+            match s.transport_type() {
+                TransportType::Polling => census.polling += 1,
+                TransportType::Websocket => census.websocket += 1,
+            }
+            let bound = s
+                .extensions
+                .get::<Arc<Session>>()
+                .and_then(|session| session.bound_user(&s));
+            if let Some(user) = bound {
+                census.authenticated += 1;
+                users.insert(user);
+            }
+            let own = s.id.as_str();
+            rooms.extend(s.rooms().into_iter().filter(|room| room.as_ref() != own));
+        }
+        census.users = i64::try_from(users.len()).unwrap_or(i64::MAX);
+        census.rooms = i64::try_from(rooms.len()).unwrap_or(i64::MAX);
+        census
+    }
+}
+
+/// Finds a user's sockets on every node (for the operator view):
+/// `(socket id, socketioxide server id)` pairs.
+pub type SocketDirectory = Arc<
+    dyn Fn(Uuid) -> futures_util::future::BoxFuture<'static, Result<Vec<(String, String)>, String>>
+        + Send
+        + Sync,
+>;
+
+pub fn directory<A: Adapter>(io: SocketIo<A>) -> SocketDirectory {
+    Arc::new(move |user: Uuid| {
+        let io = io.clone();
+        Box::pin(async move {
+            let Some(ns) = io.of("/") else {
+                return Ok(Vec::new());
+            };
+            let sockets = ns
+                .to(crate::push::user_room(user))
+                .fetch_sockets()
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok(sockets
+                .iter()
+                .map(|s| (s.data().id.to_string(), s.data().server_id.to_string()))
+                .collect())
+        })
+    })
 }
 
 /// The client's address: the TCP peer, or, when the peer is a trusted

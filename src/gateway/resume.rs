@@ -131,7 +131,7 @@ pub async fn replay<A: Adapter>(
     {
         Ok(replayed) => {
             let metrics = app.metrics();
-            metrics.pushes_replayed.add(replayed.count as u64);
+            metrics.pushes_replayed.inc_by(replayed.count as u64);
             if replayed.resync_from.is_some() {
                 metrics.resyncs.inc();
             }

@@ -1,4 +1,5 @@
-//! GraphQL over HTTP: GraphiQL on GET, execution on POST.
+//! GraphQL over HTTP: execution on POST (GraphiQL, on GET, is a page of
+//! the embedded web app: `web.rs`).
 //!
 //! Credentials are resolved here, once per request, before execution:
 //! `Authorization: Basic base64(id:secretkey)` or the cookies `id` and
@@ -7,13 +8,11 @@
 //! goes through the same cached authenticator as sockets, so a request does
 //! not pay for argon2 each time.
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use axum::response::Html;
 use base64::Engine;
 use graphql::Viewer;
 use std::net::IpAddr;
@@ -23,26 +22,33 @@ use crate::auth::{cookies, AuthError, Credentials, CredentialsError};
 use crate::config::Config;
 use crate::gateway::client_addr;
 
-pub async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
-}
-
 /// `GraphQLRequest` takes one operation; a JSON array (a batch) is refused,
-/// so one request cannot smuggle in hundreds of operations.
+/// so one request cannot smuggle in hundreds of operations. A document
+/// asking only for introspection runs on the introspection schema (see
+/// `graphql::build_introspection_schema`: its own depth limit).
 pub async fn execute(
     State(state): State<HttpState>,
     parts: Parts,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
-    let from = client_addr(&parts, &state.app.config().trusted_proxies);
-    let viewer = viewer(&state, &parts.headers, from).await;
     let request = request.into_inner();
-    if let Viewer::User(user) = &viewer {
-        if let Err(limited) = super::mutation_rate::check(&state.app, user.id, &request) {
-            return async_graphql::Response::from_errors(vec![limited]).into();
+    let introspection = state.introspection.as_ref().filter(|_| {
+        graphql::is_introspection_only(&request.query, request.operation_name.as_deref())
+    });
+    let mut response = match introspection {
+        // Introspection reads no user data: no credentials to verify.
+        Some(schema) => schema.execute(request.data(Viewer::Anonymous)).await,
+        None => {
+            let from = client_addr(&parts, &state.app.config().trusted_proxies);
+            let viewer = viewer(&state, &parts.headers, from).await;
+            if let Viewer::User(user) = &viewer {
+                if let Err(limited) = super::mutation_rate::check(&state.app, user.id, &request) {
+                    return async_graphql::Response::from_errors(vec![limited]).into();
+                }
+            }
+            state.schema.execute(request.data(viewer)).await
         }
-    }
-    let mut response = state.schema.execute(request.data(viewer)).await;
+    };
     for error in &mut response.errors {
         code_client_errors(error);
     }

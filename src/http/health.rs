@@ -1,7 +1,8 @@
 //! Probes for orchestrators: alive (`/healthz`) and able to serve (`/readyz`).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -40,7 +41,10 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
     (status, Json(body))
 }
 
-/// Counters in the Prometheus text format.
-pub async fn metrics(State(state): State<HttpState>) -> String {
-    state.app.metrics().render()
+/// Every series, in the OpenMetrics text format (Prometheus reads it).
+pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.app.metrics().render(),
+    )
 }

@@ -1,19 +1,21 @@
-//! The HTTP side: health probes and GraphQL. Socket.IO is a layer over the
-//! same router (see `app.rs`), so everything shares one port.
+//! The HTTP side: health probes, GraphQL and the web app. Socket.IO is a
+//! layer over the same router (see `app.rs`), so everything shares one port.
 
+mod admin;
 mod graphql;
 mod health;
 mod linger;
 mod mutation_rate;
 mod origin;
 mod push_api;
+pub mod web;
 
 pub use origin::refuse_foreign_origins;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -27,15 +29,26 @@ use linger::linger_on_oversize_bodies;
 pub struct HttpState {
     pub app: AppState,
     pub schema: ::graphql::TidingsSchema,
+    /// Answers pure introspection documents; `None` when introspection is off.
+    pub introspection: Option<::graphql::TidingsSchema>,
+    /// `--static-dir`, served at `/` instead of the embedded web app.
+    pub static_dir: Option<web::StaticDir>,
+    /// A user's sockets on every node, for the operator view.
+    pub sockets: crate::gateway::SocketDirectory,
 }
 
 pub fn router(state: HttpState) -> Router {
     let body_limit = state.app.config().graphql_max_body_bytes;
     let push_limit = state.app.config().push_max_body_bytes;
+    let site = match state.static_dir.clone() {
+        Some(dir) => any(web::static_dir).with_state(dir),
+        None => any(web::embedded),
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/api/openapi.json", get(openapi))
         .route(
             "/api/push",
             post(push_api::push)
@@ -44,12 +57,23 @@ pub fn router(state: HttpState) -> Router {
         )
         .route(
             "/graphql",
-            get(graphql::graphiql)
+            get(web::graphiql)
                 .post(graphql::execute)
                 .layer(RequestBodyLimitLayer::new(body_limit))
                 .layer(from_fn_with_state(body_limit, linger_on_oversize_bodies)),
         )
+        .merge(admin::routes())
+        .fallback_service(site)
         .with_state(state)
+}
+
+/// The OpenAPI 3 document of `/api/push`, `/healthz` and `/readyz`, kept
+/// true by schemathesis against the live server (scripts/test).
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../docs/openapi.json"),
+    )
 }
 
 /// CORS for exactly the configured origins; none configured means no

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::HttpState;
 use crate::backend_push::{check_event, check_room, parse_user, PushRejected, DEFAULT_EVENT};
+use crate::metrics::PushKind;
 
 pub const MAX_USERS: usize = 100;
 pub const MAX_ROOMS: usize = 100;
@@ -140,11 +141,13 @@ async fn accept(
         .copied()
         .collect();
     let push = state.app.push();
+    let started = std::time::Instant::now();
     push.to_users(&known, &request.event, &request.data).await;
     if !request.rooms.is_empty() {
         push.to_rooms(request.rooms.clone(), &request.event, &request.data)
             .await;
     }
+    state.app.metrics().pushed(PushKind::api, started);
     Ok(json!({
         "accepted": { "users": known.len(), "rooms": request.rooms.len(), "event": request.event },
         "unknownUsers": unknown,
@@ -220,7 +223,7 @@ fn string_list<'a>(
 
 /// Compares digests, so the time taken says nothing about how much of the
 /// key was right.
-fn same_key(given: &str, key: &str) -> bool {
+pub(super) fn same_key(given: &str, key: &str) -> bool {
     let (a, b) = (
         Sha256::digest(given.as_bytes()),
         Sha256::digest(key.as_bytes()),

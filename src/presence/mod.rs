@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::cluster::RedisBus;
 use crate::config::Config;
+use crate::metrics::{Metrics, PushKind};
 use crate::push::PushService;
 use store::{RedisStore, Store, Transition};
 
@@ -45,6 +46,8 @@ struct Inner {
     /// Where changes are published for backend services (cluster only).
     announce: Option<(RedisBus, String)>,
     node_id: Uuid,
+    /// Presence pushes are counted with the others (`tidings_pushes_total`).
+    metrics: Arc<Metrics>,
     turns: Vec<tokio::sync::Mutex<()>>,
     /// Users this node has told the store it holds: the ones to put back if
     /// the others ever sweep this node while it was only cut off.
@@ -63,13 +66,21 @@ impl Presence {
         db: DatabaseConnection,
         bus: Option<&RedisBus>,
         node_id: Uuid,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let Some(bus) = bus else {
-            return Self::new(Store::in_process(), push, db, None, node_id);
+            return Self::new(Store::in_process(), push, db, None, node_id, metrics);
         };
         let store = RedisStore::new(bus.connection(), &config.redis_prefix, node_id);
         let announce = Some((bus.clone(), config.presence_channel.clone()));
-        let presence = Self::new(Store::Redis(Box::new(store)), push, db, announce, node_id);
+        let presence = Self::new(
+            Store::Redis(Box::new(store)),
+            push,
+            db,
+            announce,
+            node_id,
+            metrics,
+        );
         liveness::spawn(&presence, config.presence_timeout());
         presence
     }
@@ -80,6 +91,7 @@ impl Presence {
         db: DatabaseConnection,
         announce: Option<(RedisBus, String)>,
         node_id: Uuid,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -88,6 +100,7 @@ impl Presence {
                 db,
                 announce,
                 node_id,
+                metrics,
                 turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
                 held: Mutex::default(),
                 unsettled: Mutex::default(),
@@ -162,10 +175,15 @@ impl Presence {
         let payload = json!({ "userId": t.user, "online": t.online, "timestamp": t.timestamp });
         match followers_of(&inner.db, t.user).await {
             Ok(followers) => {
+                let started = std::time::Instant::now();
                 inner
                     .push
                     .to_users_at_most_once(&followers, "presence", &payload)
-                    .await
+                    .await;
+                // A user nobody follows: nothing was pushed.
+                if !followers.is_empty() {
+                    inner.metrics.pushed(PushKind::presence, started);
+                }
             }
             Err(err) => {
                 tracing::error!(user_id = %t.user, error = %err, "cannot read followers; presence not pushed")

@@ -365,7 +365,8 @@ async fn batches_deep_queries_and_floods_of_aliased_mutations_are_refused() {
 
     let nested = "{ chatrooms { members { username } lastMessage { id } } }";
     app.graphql_ok(nested, json!({}), Some(&alice)).await;
-    let too_deep = "query { __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }";
+    // Deep introspection mixed with a data field stays under the data limit.
+    let too_deep = "query { me { id } __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }";
     let response = app.graphql(too_deep, json!({}), Some(&alice)).await;
     assert!(
         response["errors"][0]["message"]
@@ -448,4 +449,82 @@ async fn arguments_of_the_wrong_type_or_missing_fail_with_bad_user_input() {
             "{query}: {response}"
         );
     }
+}
+
+/// The query graphql-js `getIntrospectionQuery` builds with every option on
+/// (what GraphiQL and other tools send to load a schema): 13 levels deep.
+const TOOL_INTROSPECTION: &str = include_str!("fixtures/graphql-js-introspection.graphql");
+
+#[tokio::test]
+async fn the_introspection_query_graphiql_sends_is_answered_with_the_default_limits() {
+    let app = spawn_app().await;
+
+    let data = app.graphql_ok(TOOL_INTROSPECTION, json!({}), None).await;
+
+    assert_eq!(data["__schema"]["queryType"]["name"], "QueryRoot");
+    let types = data["__schema"]["types"].as_array().expect("types");
+    let user = types
+        .iter()
+        .find(|t| t["name"] == "User")
+        .expect("the User type is described");
+    assert!(user["fields"]
+        .as_array()
+        .is_some_and(|fields| fields.iter().any(|f| f["name"] == "username")));
+}
+
+#[tokio::test]
+async fn a_deep_query_that_is_not_only_introspection_is_still_refused() {
+    let app = spawn_app_with(|config| config.graphql_max_depth = 2).await;
+    let alice = app.sign_up("alice").await;
+
+    app.graphql_ok("{ me { id } }", json!({}), Some(&alice))
+        .await;
+    for too_deep in [
+        "{ chatrooms { members { username } } }",
+        "{ __typename chatrooms { members { username } } }",
+        "query Q { ...Data } fragment Data on Query { chatrooms { members { id } } }",
+    ] {
+        let response = app.graphql(too_deep, json!({}), Some(&alice)).await;
+        assert!(
+            response["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nested too deep")),
+            "{too_deep}: {response}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn introspection_past_its_own_depth_limit_is_refused() {
+    let app = spawn_app().await;
+    let of_type = |levels: usize| {
+        format!(
+            "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
+            "ofType { ".repeat(levels),
+            " }".repeat(levels)
+        )
+    };
+
+    app.graphql_ok(&of_type(10), json!({}), None).await;
+    let response = app.graphql(&of_type(17), json!({}), None).await;
+
+    assert!(
+        response["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nested too deep")),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn introspection_is_refused_when_switched_off() {
+    let app = spawn_app_with(|config| config.graphql_introspection = false).await;
+
+    let response = app.graphql(TOOL_INTROSPECTION, json!({}), None).await;
+
+    assert!(response.get("errors").is_some(), "{response}");
+    assert!(
+        response["data"].is_null() || response["data"]["__schema"].is_null(),
+        "{response}"
+    );
 }

@@ -4,6 +4,7 @@
 mod client;
 mod helpers;
 
+mod admin;
 mod backend_push;
 mod brute_force;
 mod cli;
@@ -14,7 +15,9 @@ mod get_chats;
 mod graphql_api;
 mod health;
 mod limits;
+mod metrics;
 mod mutation_rate;
+mod openapi;
 mod origin;
 mod outages;
 mod oversize_bodies;
@@ -23,3 +26,4 @@ mod pushes;
 mod rooms;
 mod social_client;
 mod socket_auth;
+mod web;
