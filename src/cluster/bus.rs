@@ -31,6 +31,8 @@ use tokio::sync::mpsc;
 type Subscribers = RwLock<HashMap<String, mpsc::Sender<ChanItem>>>;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// The longest wait for a command off the push path.
+const OFF_PATH_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct RedisBus {
@@ -58,8 +60,12 @@ impl RedisBus {
             .set_automatic_resubscription()
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_secs(2))
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            // The connection's own bounds are for what is off the push path
+            // (subscribing at start, presence): a loaded machine must not
+            // fail a node's start for a slow SUBSCRIBE. The push path has
+            // `bounded`, at `timeout`.
+            .set_connection_timeout(Some(timeout.max(OFF_PATH_TIMEOUT)))
+            .set_response_timeout(Some(timeout.max(OFF_PATH_TIMEOUT)));
         let conn = ConnectionManager::new_with_config(client, config).await?;
         let bus = Self {
             conn,
