@@ -44,8 +44,6 @@ pub enum Start {
     After(u64),
     /// From the next push on.
     Now,
-    /// The socket was already following this user: it keeps its place.
-    Keep,
 }
 
 /// Decides where `user`'s new socket starts, before it joins the user's
@@ -67,10 +65,11 @@ pub async fn start_point(
         return Start::After(since);
     }
     if position.user() == Some(user) {
-        return if was_bound == Some(user) {
-            Start::Keep
-        } else {
-            Start::Now
+        // Re-binding drops the old binding first, so a push in between did
+        // not reach this socket: it picks up after the last it was sent.
+        return match (was_bound == Some(user), position.last()) {
+            (true, Some(last)) => Start::After(last),
+            _ => Start::Now,
         };
     }
     let log = app.push().log();

@@ -302,7 +302,6 @@ impl Session {
         match start {
             Some((user, Start::After(since))) => replay_after = Some((user, since)),
             Some((user, Start::Now)) => resume::follow_from_now(&app, &mut position, user).await,
-            Some((_, Start::Keep)) => {}
             None => position.unfollow(),
         }
         emit(s, "auth", &authenticated);

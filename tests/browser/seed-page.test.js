@@ -24,9 +24,8 @@ const { launchBrowser, openPage, screenshot } = require('./browser.js');
 const API_KEY = 'seed-page-test-api-key-0123456789';
 const CUT_MS = 10_000;
 const PAGE = fs.readFileSync(path.join(__dirname, 'fixtures', 'seed-page.html'));
-const CLIENT_BUNDLE = fs.readFileSync(
-  require.resolve('sio4/dist/socket.io.min.js', { paths: [path.join(__dirname, '..', 'js')] }),
-);
+// socket.io-client 4.x's browser bundle, as the web app vendors it.
+const CLIENT_BUNDLE = fs.readFileSync(path.join(__dirname, '..', '..', 'web', 'vendor', 'socket.io.min.js'));
 
 let browser;
 before(async () => {
@@ -109,27 +108,39 @@ async function cutAndComeBack({ server, proxy, pageUrl, name }) {
   url.searchParams.set('secretkey', user.secretkey);
   const { context, page, errors } = await openPage(browser, url.toString());
   try {
-    await page.locator('#auth li', { hasText: 'true' }).waitFor();
+    // `auth` may come more than once at first (the page's initialConnection,
+    // and cookies on the handshake or the upgrade): what counts is that it
+    // comes again, true, after the cut.
+    await page.locator('#auth li').first().waitFor();
     await pushTo(server, user, [1]);
     await page.locator('#pushes li', { hasText: '1' }).waitFor();
     // The page's socket has upgraded to WebSocket (the cookies came with it).
     // eslint-disable-next-line no-undef -- the page's own global `socket`
     await page.waitForFunction(() => typeof socket !== 'undefined' && socket.io.engine.transport.name === 'websocket');
 
+    // A push sent in the last second before a connection dies is in doubt
+    // and comes again (docs/protocol.md 9.3): let push 1 settle first.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const authBefore = (await items(page, 'auth')).length;
     proxy.cut();
     await pushTo(server, user, [2, 3, 4, 5, 6]);
     await new Promise((resolve) => setTimeout(resolve, CUT_MS));
     proxy.restore();
 
-    await page.locator('#auth li:nth-child(2)', { hasText: 'true' }).waitFor({ timeout: 30_000 });
+    await page
+      .locator(`#auth li:nth-child(${authBefore + 1})`, { hasText: 'true' })
+      .waitFor({ timeout: 30_000 });
     await page.locator('#pushes li:nth-child(6)').waitFor();
     // A barrier: one more push, live, comes after everything replayed.
     await pushTo(server, user, [7]);
     await page.locator('#pushes li:nth-child(7)').waitFor();
     await screenshot(page, `seed-page-${name}`);
     assert.deepEqual(await items(page, 'pushes'), ['1', '2', '3', '4', '5', '6', '7'], 'once each, in order');
-    assert.deepEqual(await items(page, 'auth'), ['true', 'true'], 'signed in again without client code');
-    assert.deepEqual(errors, []);
+    const auth = await items(page, 'auth');
+    assert.ok(auth.length > authBefore, 'signed in again without client code');
+    assert.ok(auth.every((ok) => ok === 'true'), `never refused: ${auth}`);
+    // The cut shows as failed requests in the console; nothing else may.
+    assert.deepEqual(errors.filter((e) => !e.startsWith('Failed to load resource')), []);
   } finally {
     await context.close();
   }
