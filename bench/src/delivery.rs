@@ -13,7 +13,7 @@
 //! their own ([`Pusher`]) so ten thousand client tasks cannot starve them.
 //! Every phase is bounded in time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -264,11 +264,11 @@ fn verdict(outcome: &PushOutcome, tallies: &[Option<Tally>]) -> Verdict {
         accepted_requests: outcome.accepted.len() as u64,
         ..Verdict::default()
     };
-    let mut expected: HashMap<usize, usize> = HashMap::new();
+    let mut expected: HashMap<usize, HashSet<u64>> = HashMap::new();
     for a in &outcome.accepted {
         for &u in &a.users {
             v.accepted_pairs += 1;
-            *expected.entry(u).or_default() += 1;
+            expected.entry(u).or_default().insert(a.id);
             if tallies
                 .get(u)
                 .and_then(Option::as_ref)
@@ -282,8 +282,6 @@ fn verdict(outcome: &PushOutcome, tallies: &[Option<Tally>]) -> Verdict {
     }
     for (u, t) in tallies.iter().enumerate() {
         let Some(t) = t else { continue };
-        let owed = expected.get(&u).copied().unwrap_or(0) as u64;
-        let got = t.ids.len() as u64;
         v.duplicates += t.duplicates;
         v.out_of_order += t.out_of_order;
         v.gaps += t.gaps;
@@ -292,16 +290,13 @@ fn verdict(outcome: &PushOutcome, tallies: &[Option<Tally>]) -> Verdict {
         v.unlogged += t.unlogged;
         v.spans += t.spans;
         v.failed_attempts += t.failed_attempts;
-        // Received ids beyond those owed can only be unacknowledged pushes.
-        v.unexpected += got.saturating_sub(owed.min(got));
-    }
-    v.unexpected = v.unexpected.min(
-        tallies
+        let owed = expected.get(&u);
+        v.unexpected += t
+            .ids
             .iter()
-            .flatten()
-            .map(|t| t.ids.len() as u64)
-            .sum::<u64>(),
-    );
+            .filter(|id| !owed.is_some_and(|o| o.contains(id)))
+            .count() as u64;
+    }
     v
 }
 
