@@ -73,6 +73,9 @@ fn scenario_table(out: &mut String, rows: &[Row], scenario: &str) {
         let _ = write!(out, "| {m} | {u} |");
         for t in &targets {
             match find(rows, scenario, t, m) {
+                Some(v) if u == "%" => {
+                    let _ = write!(out, " {} |", fmt_pct(v));
+                }
                 Some(v) => {
                     let _ = write!(out, " {} |", fmt(v));
                 }
@@ -81,6 +84,11 @@ fn scenario_table(out: &mut String, rows: &[Row], scenario: &str) {
         }
         out.push('\n');
     }
+}
+
+/// A percentage with three decimals: 99.9996 % must not read as 100.
+fn fmt_pct(v: f64) -> String {
+    format!("{:.3}", (v * 1000.0).floor() / 1000.0)
 }
 
 fn fmt(v: f64) -> String {
@@ -133,6 +141,15 @@ fn checks(rows: &[Row]) -> Vec<Check> {
         (Some(c), Some(p)) => Some(c - p),
         _ => None,
     };
+    let jitter = f("jitter", "tidings", "delivered");
+    let jitter_order = f("jitter", "tidings", "out_of_order");
+    let reauth = ratio(
+        f("avalanche", "tidings", "reauthenticated"),
+        f("avalanche", "tidings", "connected"),
+    )
+    .map(|r| r * 100.0);
+    let lost = f("avalanche", "tidings", "pushes_lost");
+    let cluster_p99 = f("cluster-push-latency", "tidings", "p99");
     vec![
         Check {
             what: "idle memory per connection (KiB)",
@@ -181,6 +198,42 @@ fn checks(rows: &[Row]) -> Vec<Check> {
             value: cluster_add,
             goal: "≤ 2 ms",
             met: cluster_add.map(|v| v <= 2.0),
+        },
+        Check {
+            what: "push latency p99 with the durable log, one node (ms)",
+            value: push_p99,
+            goal: "≤ 5 ms at 10k users",
+            met: push_p99.map(|v| v <= 5.0),
+        },
+        Check {
+            what: "push latency p99 with the durable log, two nodes (ms)",
+            value: cluster_p99,
+            goal: "≤ 5 ms at 10k users",
+            met: cluster_p99.map(|v| v <= 5.0),
+        },
+        Check {
+            what: "jitter: pushes delivered (%)",
+            value: jitter,
+            goal: "100.0 % at 10k clients",
+            met: jitter.map(|v| v >= 100.0),
+        },
+        Check {
+            what: "jitter: pushes out of order",
+            value: jitter_order,
+            goal: "0",
+            met: jitter_order.map(|v| v == 0.0),
+        },
+        Check {
+            what: "avalanche: clients re-authenticated (%)",
+            value: reauth,
+            goal: "100 %",
+            met: reauth.map(|v| v >= 100.0),
+        },
+        Check {
+            what: "avalanche: pushes lost",
+            value: lost,
+            goal: "0",
+            met: lost.map(|v| v == 0.0),
         },
     ]
 }
@@ -281,7 +334,13 @@ pub fn write(rows: &[Row], out: &Path, command: &str) -> Result<()> {
             md,
             "| {} | {} | {} | {} |",
             c.what,
-            c.value.map(fmt).unwrap_or_else(|| "–".into()),
+            c.value
+                .map(|v| if c.what.ends_with("(%)") {
+                    fmt_pct(v)
+                } else {
+                    fmt(v)
+                })
+                .unwrap_or_else(|| "–".into()),
             c.goal,
             match c.met {
                 Some(true) => "yes",
@@ -299,7 +358,19 @@ pub fn write(rows: &[Row], out: &Path, command: &str) -> Result<()> {
         "fanout",
         "cluster-push-latency",
         "cluster-fanout",
+        "jitter",
+        "avalanche",
     ] {
+        scenario_table(&mut md, rows, s);
+    }
+    // log-cost-<depth>, in the order measured.
+    let mut depths: Vec<&str> = Vec::new();
+    for r in rows.iter().filter(|r| r.scenario.starts_with("log-cost-")) {
+        if !depths.contains(&r.scenario.as_str()) {
+            depths.push(&r.scenario);
+        }
+    }
+    for s in depths {
         scenario_table(&mut md, rows, s);
     }
     let failed: Vec<&Row> = rows.iter().filter(|r| r.metric == "failed").collect();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use tidings_bench::delivery::{self, DurableSettings};
 use tidings_bench::report::{self, Row};
 use tidings_bench::scenarios::{self, Db, Settings};
 use tidings_bench::servers::{self, Target};
@@ -30,6 +31,17 @@ enum Cmd {
     Fanout(Common),
     /// push-latency and fanout on two Tidings nodes (PostgreSQL + Redis).
     Cluster(Common),
+    /// Connections closed every ~15 s, back ~2 s later on the other node,
+    /// pushes flowing (two nodes, Redis): delivered, duplicates, order.
+    /// `--n` defaults to BENCH_JITTER_N or 10000, `--seconds` to 120.
+    Jitter(Common),
+    /// Every client of one node loses it at once (SIGKILL) and reconnects to
+    /// the other with socket.io-client's backoff. `--n` defaults to
+    /// BENCH_AVALANCHE_N or 20000 (capped by the open-file limit).
+    Avalanche(Common),
+    /// Bytes per retained push in Redis (`MEMORY USAGE`). `--n` (users)
+    /// defaults to BENCH_LOG_USERS or 1000.
+    LogCost(Common),
     /// Every scenario, with per-scenario sizes.
     All(AllArgs),
     /// Writes docs/benchmarks.md (and PNG charts) from a results CSV.
@@ -38,9 +50,9 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// Connections / users.
-    #[arg(long, default_value_t = 1000)]
-    n: usize,
+    /// Connections / users (default 1000; see each scenario).
+    #[arg(long)]
+    n: Option<usize>,
     /// Servers to measure (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "tidings")]
     target: Vec<Target>,
@@ -67,9 +79,33 @@ struct Common {
     /// push-latency: sendMessage requests per second.
     #[arg(long, env = "BENCH_RATE", default_value_t = 200)]
     rate: u32,
-    /// push-latency: seconds of sending.
-    #[arg(long, env = "BENCH_SECONDS", default_value_t = 10)]
-    seconds: u64,
+    /// push-latency: seconds of sending (default 10); jitter: seconds of
+    /// jitter (default 120).
+    #[arg(long, env = "BENCH_SECONDS")]
+    seconds: Option<u64>,
+    /// jitter: mean seconds a connection stays up (uniform over ½–1½ of it).
+    #[arg(long, env = "BENCH_JITTER_UP_SECS", default_value_t = 15.0)]
+    up_secs: f64,
+    /// jitter: mean seconds a client stays away (uniform over ¾–1¼ of it).
+    #[arg(long, env = "BENCH_JITTER_DOWN_SECS", default_value_t = 2.0)]
+    down_secs: f64,
+    /// jitter, avalanche: POST /api/push requests per second.
+    #[arg(long, env = "BENCH_PUSH_RATE", default_value_t = 100)]
+    push_rate: u32,
+    /// jitter, avalanche: users per push request (at most 100).
+    #[arg(long, env = "BENCH_PUSH_BATCH", default_value_t = 10)]
+    push_batch: usize,
+    /// log-cost: pushes per user at each measuring point.
+    #[arg(
+        long,
+        env = "BENCH_LOG_DEPTHS",
+        value_delimiter = ',',
+        default_value = "1,10,100"
+    )]
+    log_depths: Vec<u32>,
+    /// TIDINGS_RESUME_WINDOW_SECS for the servers (default: theirs, 120).
+    #[arg(long, env = "BENCH_RESUME_WINDOW_SECS")]
+    resume_window_secs: Option<u64>,
     /// push-latency: sender/recipient pairs.
     #[arg(long, env = "BENCH_PAIRS", default_value_t = 100)]
     pairs: usize,
@@ -99,6 +135,15 @@ struct AllArgs {
     push_n: usize,
     #[arg(long, env = "BENCH_FANOUT_N", default_value_t = 10000)]
     fanout_n: usize,
+    #[arg(long, env = "BENCH_JITTER_N", default_value_t = 10000)]
+    jitter_n: usize,
+    /// Seconds of jitter in `all` (`--seconds` is push-latency's there).
+    #[arg(long, env = "BENCH_JITTER_SECS", default_value_t = 120)]
+    jitter_secs: u64,
+    #[arg(long, env = "BENCH_AVALANCHE_N", default_value_t = 20000)]
+    avalanche_n: usize,
+    #[arg(long, env = "BENCH_LOG_USERS", default_value_t = 1000)]
+    log_users: usize,
     /// Use this size for every scenario instead.
     #[arg(long)]
     all_n: Option<usize>,
@@ -118,7 +163,7 @@ struct DocArgs {
     command: String,
 }
 
-fn settings(c: &Common) -> Result<Settings> {
+fn settings(c: &Common, jitter_secs: u64) -> Result<Settings> {
     eprintln!("hashing the shared secret (argon2id m=19456 t=2 p=1), once per run");
     Ok(Settings {
         db: c.db,
@@ -133,12 +178,21 @@ fn settings(c: &Common) -> Result<Settings> {
         pg_admin_url: c.postgres_url.clone(),
         redis_url: c.redis_url.clone(),
         rate: c.rate,
-        seconds: c.seconds,
+        seconds: c.seconds.unwrap_or(10),
         pairs: c.pairs,
         pushes: c.pushes,
         concurrency: c.concurrency,
         phase_limit: Duration::from_secs(c.phase_limit_secs),
         hash: seed::hash_secret()?,
+        durable: DurableSettings {
+            jitter_secs,
+            up: Duration::from_secs_f64(c.up_secs.max(0.1)),
+            down: Duration::from_secs_f64(c.down_secs.max(0.0)),
+            push_rate: c.push_rate,
+            batch: c.push_batch,
+            log_depths: c.log_depths.clone(),
+        },
+        resume_window_secs: c.resume_window_secs,
     })
 }
 
@@ -180,11 +234,26 @@ async fn main() -> Result<()> {
         | Cmd::AuthStorm(c)
         | Cmd::PushLatency(c)
         | Cmd::Fanout(c)
-        | Cmd::Cluster(c) => (c.clone(), None),
+        | Cmd::Cluster(c)
+        | Cmd::Jitter(c)
+        | Cmd::Avalanche(c)
+        | Cmd::LogCost(c) => (c.clone(), None),
     };
-    let s = settings(&common)?;
+    let jitter_secs = match &cli.command {
+        Cmd::All(a) => a.jitter_secs,
+        _ => common.seconds.unwrap_or(120),
+    };
+    let s = settings(&common, jitter_secs)?;
     let targets = common.target.clone();
-    let n = common.n;
+    let n_or = |name: &str, default: usize| {
+        common.n.unwrap_or_else(|| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        })
+    };
+    let n = common.n.unwrap_or(1000);
     match &cli.command {
         Cmd::Idle(_) => {
             run("idle", &s, &targets, &mut rows, async |s, t| {
@@ -216,6 +285,27 @@ async fn main() -> Result<()> {
             })
             .await
         }
+        Cmd::Jitter(_) => {
+            let n = n_or("BENCH_JITTER_N", 10000);
+            run("jitter", &s, &targets, &mut rows, async |s, t| {
+                delivery::jitter(s, t, n).await
+            })
+            .await
+        }
+        Cmd::Avalanche(_) => {
+            let n = n_or("BENCH_AVALANCHE_N", 20000);
+            run("avalanche", &s, &targets, &mut rows, async |s, t| {
+                delivery::avalanche(s, t, n).await
+            })
+            .await
+        }
+        Cmd::LogCost(_) => {
+            let n = n_or("BENCH_LOG_USERS", 1000);
+            run("log-cost", &s, &targets, &mut rows, async |s, t| {
+                delivery::log_cost(s, t, n).await
+            })
+            .await
+        }
         Cmd::All(a) => {
             let size = |v: usize| a.all_n.unwrap_or(v);
             let (idle_n, storm_n, push_n, fanout_n) = (
@@ -242,6 +332,20 @@ async fn main() -> Result<()> {
             .await;
             run("cluster", &s, &targets, &mut rows, async |s, t| {
                 scenarios::cluster(s, t, push_n, fanout_n).await
+            })
+            .await;
+            let (jitter_n, avalanche_n) = (size(a.jitter_n), size(a.avalanche_n));
+            let log_users = size(a.log_users);
+            run("jitter", &s, &targets, &mut rows, async |s, t| {
+                delivery::jitter(s, t, jitter_n).await
+            })
+            .await;
+            run("avalanche", &s, &targets, &mut rows, async |s, t| {
+                delivery::avalanche(s, t, avalanche_n).await
+            })
+            .await;
+            run("log-cost", &s, &targets, &mut rows, async |s, t| {
+                delivery::log_cost(s, t, log_users).await
             })
             .await;
         }

@@ -46,15 +46,21 @@ pub struct Settings {
     pub phase_limit: Duration,
     /// The shared argon2id hash (computed once per run).
     pub hash: String,
+    /// jitter and avalanche: how pushes flow and connections come and go.
+    pub durable: crate::delivery::DurableSettings,
+    /// `TIDINGS_RESUME_WINDOW_SECS` for the servers (None: their default).
+    pub resume_window_secs: Option<u64>,
 }
 
-struct Deployment {
-    servers: Vec<Server>,
+pub(crate) struct Deployment {
+    pub(crate) servers: Vec<Server>,
     /// Where sockets connect.
-    sock: SocketAddr,
+    pub(crate) sock: SocketAddr,
     /// Where HTTP requests (GraphQL, /api/push) go.
-    http: SocketAddr,
-    users: Vec<User>,
+    pub(crate) http: SocketAddr,
+    pub(crate) users: Vec<User>,
+    /// The `TIDINGS_REDIS_PREFIX` of a cluster (its push log's keys).
+    pub(crate) redis_prefix: Option<String>,
     pg_db: Option<String>,
     sqlite: Option<PathBuf>,
 }
@@ -67,7 +73,7 @@ impl Deployment {
         }
     }
 
-    async fn teardown(self, s: &Settings) {
+    pub(crate) async fn teardown(self, s: &Settings) {
         for server in self.servers {
             server.stop().await;
         }
@@ -82,7 +88,12 @@ impl Deployment {
     }
 }
 
-async fn deploy(s: &Settings, target: Target, n: usize, nodes: usize) -> Result<Deployment> {
+pub(crate) async fn deploy(
+    s: &Settings,
+    target: Target,
+    n: usize,
+    nodes: usize,
+) -> Result<Deployment> {
     if target == Target::Floor {
         let server = servers::spawn_floor(&s.floor_bin).await?;
         let addr = server.addr;
@@ -91,6 +102,7 @@ async fn deploy(s: &Settings, target: Target, n: usize, nodes: usize) -> Result<
             sock: addr,
             http: addr,
             users: Vec::new(),
+            redis_prefix: None,
             pg_db: None,
             sqlite: None,
         });
@@ -120,6 +132,7 @@ async fn deploy(s: &Settings, target: Target, n: usize, nodes: usize) -> Result<
         sock: SocketAddr::from(([127, 0, 0, 1], 0)),
         http: SocketAddr::from(([127, 0, 0, 1], 0)),
         users: Vec::new(),
+        redis_prefix: None,
         pg_db,
         sqlite,
     };
@@ -132,6 +145,9 @@ async fn deploy(s: &Settings, target: Target, n: usize, nodes: usize) -> Result<
             "tidings_bench_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        if nodes > 1 {
+            d.redis_prefix = Some(prefix.clone());
+        }
         for _ in 0..nodes {
             let server = match target {
                 Target::Tidings => {
@@ -139,6 +155,7 @@ async fn deploy(s: &Settings, target: Target, n: usize, nodes: usize) -> Result<
                         bin: &s.tidings_bin,
                         database_url: &url,
                         redis: (nodes > 1).then_some((s.redis_url.as_str(), prefix.as_str())),
+                        resume_window_secs: s.resume_window_secs,
                     })
                     .await?
                 }
@@ -159,12 +176,12 @@ async fn deploy(s: &Settings, target: Target, n: usize, nodes: usize) -> Result<
 }
 
 /// Prints a progress line every second until dropped.
-struct Progress {
+pub(crate) struct Progress {
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Progress {
-    fn start(
+    pub(crate) fn start(
         label: String,
         total: usize,
         done: Arc<AtomicUsize>,
@@ -286,7 +303,7 @@ fn consume_all() -> Option<Tap> {
 
 /// Sockets one process can hold here: the open-file limit (which the
 /// servers inherit) less room for the process' other files.
-fn socket_capacity() -> usize {
+pub(crate) fn socket_capacity() -> usize {
     let limit = rlimit::Resource::NOFILE
         .get()
         .map(|(soft, _)| soft)

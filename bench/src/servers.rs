@@ -65,6 +65,12 @@ impl Server {
         rss_kb(self.pid())
     }
 
+    /// SIGKILL, as a crashed or redeployed node: its sockets simply end.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
@@ -144,6 +150,7 @@ pub struct TidingsOptions<'a> {
     pub bin: &'a PathBuf,
     pub database_url: &'a str,
     pub redis: Option<(&'a str, &'a str)>,
+    pub resume_window_secs: Option<u64>,
 }
 
 /// Starts `cmd` as the server `target` listening on `port`, its output in a
@@ -183,6 +190,9 @@ pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
             std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
         )
         .env_remove("REDIS_URL");
+    if let Some(secs) = o.resume_window_secs {
+        cmd.env("TIDINGS_RESUME_WINDOW_SECS", secs.to_string());
+    }
     if let Some((url, prefix)) = o.redis {
         cmd.env("REDIS_URL", url)
             .env("TIDINGS_REDIS_PREFIX", prefix);

@@ -1,12 +1,14 @@
 //! Every scenario at N=20 against a Tidings this test starts (binary from
 //! `TIDINGS_BIN`, else `target/debug/tidings`). Asserts only that each
 //! scenario completes and produces rows: no timing assertions. The peer and
-//! the floor are not started here. The cluster scenario runs when
-//! PostgreSQL and Redis answer (`BENCH_POSTGRES_URL`, `BENCH_REDIS_URL`).
+//! the floor are not started here. The scenarios on two nodes (cluster,
+//! jitter, avalanche, log-cost) run when PostgreSQL and Redis answer
+//! (`BENCH_POSTGRES_URL`, `BENCH_REDIS_URL`); jitter lasts 4 s there.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tidings_bench::delivery::{self, DurableSettings};
 use tidings_bench::report::Row;
 use tidings_bench::scenarios::{self, Db, Settings};
 use tidings_bench::seed;
@@ -42,6 +44,15 @@ fn settings() -> Option<Settings> {
         concurrency: 16,
         phase_limit: Duration::from_secs(120),
         hash: seed::hash_secret().expect("hash"),
+        durable: DurableSettings {
+            jitter_secs: 4,
+            up: Duration::from_secs(2),
+            down: Duration::from_millis(500),
+            push_rate: 20,
+            batch: 5,
+            log_depths: vec![1, 3],
+        },
+        resume_window_secs: None,
     })
 }
 
@@ -81,6 +92,15 @@ async fn every_scenario_runs_at_small_n() {
         let rows = scenarios::cluster(&s, t, N, N).await.expect("cluster");
         check("cluster", &rows);
         assert!(rows.iter().any(|r| r.scenario == "cluster-fanout"));
+        let rows = delivery::jitter(&s, t, N).await.expect("jitter");
+        check("jitter", &rows);
+        assert!(rows.iter().any(|r| r.metric == "delivered"));
+        let rows = delivery::avalanche(&s, t, N).await.expect("avalanche");
+        check("avalanche", &rows);
+        assert!(rows.iter().any(|r| r.metric == "pushes_lost"));
+        let rows = delivery::log_cost(&s, t, N).await.expect("log-cost");
+        check("log-cost", &rows);
+        assert!(rows.iter().any(|r| r.metric == "bytes_per_push"));
     } else {
         eprintln!("cluster skipped: PostgreSQL or Redis not reachable");
     }
