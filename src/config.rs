@@ -215,6 +215,19 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_SOCIAL_CLIENT_EVENTS", default_value_t = false, action = clap::ArgAction::Set)]
     pub social_client_events: bool,
 
+    /// Most plain WebSocket connections one user may hold on one node.
+    #[arg(
+        long,
+        env = "TIDINGS_PLAIN_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 32
+    )]
+    pub plain_max_connections_per_user: usize,
+
+    /// A plain WebSocket connection that sends nothing (not even a ping)
+    /// for this long is closed with 4408.
+    #[arg(long, env = "TIDINGS_PLAIN_IDLE_TIMEOUT_SECS", default_value_t = 120)]
+    pub plain_idle_timeout_secs: u64,
+
     /// Log line format.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -281,6 +294,11 @@ impl Config {
             ),
             ("--resume-window-secs", self.resume_window_secs),
             ("--resume-max-events", self.resume_max_events as u64),
+            (
+                "--plain-max-connections-per-user",
+                self.plain_max_connections_per_user as u64,
+            ),
+            ("--plain-idle-timeout-secs", self.plain_idle_timeout_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));

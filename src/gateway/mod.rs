@@ -24,7 +24,7 @@ mod chats;
 mod engine_requests;
 mod handshake;
 mod relay;
-mod resume;
+pub(crate) mod resume;
 mod rooms;
 mod session;
 

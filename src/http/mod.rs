@@ -29,6 +29,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/ws", get(crate::plain::upgrade))
+        .route("/ws/{room}", get(crate::plain::upgrade_into))
         .route(
             "/api/push",
             post(push_api::push).layer(DefaultBodyLimit::max(push_limit)),

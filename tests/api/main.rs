@@ -3,6 +3,7 @@
 
 mod client;
 mod helpers;
+mod plain_client;
 
 mod backend_push;
 mod cli;
@@ -13,6 +14,7 @@ mod get_chats;
 mod graphql_api;
 mod health;
 mod limits;
+mod plain;
 mod presence;
 mod pushes;
 mod rooms;
