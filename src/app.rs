@@ -36,6 +36,8 @@ pub enum StartError {
     Auth(#[from] AuthError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("JWT: {0}")]
+    Jwt(#[from] crate::auth::jwt::JwtConfigError),
     #[error("Socket.IO adapter: {0}")]
     Adapter(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -59,7 +61,8 @@ impl Application {
         tracing::info!(node_id = %node_id, "starting node");
         let db = persistence::connect(&config.database_url, config.db_pool_size).await?;
         persistence::migrate(&db).await?;
-        let auth = Authenticator::new(db.clone(), config.argon2_concurrency()).await?;
+        let jwt = crate::auth::jwt::JwtVerifier::from_config(&config)?;
+        let auth = Authenticator::new(db.clone(), config.argon2_concurrency(), jwt).await?;
 
         let metrics = Arc::new(Metrics::default());
         let parts = |push: PushService, bus: Option<RedisBus>| {
@@ -228,7 +231,15 @@ where
     })
     .layer(
         ServiceBuilder::new()
-            .layer(tower_http::trace::TraceLayer::new_for_http())
+            // The path only: a query may hold a token (`/ws?token=`), and
+            // tokens do not belong in logs.
+            .layer(
+                tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                    |request: &axum::extract::Request| {
+                        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+                    },
+                ),
+            )
             .layer(http::cors(&config.allowed_origins))
             .layer(axum::middleware::map_request(http::detach_request_head))
             .layer(axum::middleware::from_fn(engine_requests))

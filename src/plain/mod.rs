@@ -55,11 +55,19 @@ async fn accept(state: HttpState, request: Request, path_room: Option<String>) -
     };
     let config = app.config();
     let durable = query_flag(parts.uri.query(), "durable");
+    let addr = crate::gateway::client_addr(&parts, &config.trusted_proxies);
+    let identity = match identity::from_request(&app, &parts, addr).await {
+        Ok(identity) => identity,
+        Err(refusal) => {
+            tracing::info!(reason = %refusal, "plain WebSocket upgrade refused");
+            return refusal.into_response();
+        }
+    };
     let accepted = connection::Accepted {
-        addr: crate::gateway::client_addr(&parts, &config.trusted_proxies),
+        addr,
         path_room,
         durable,
-        identity: None,
+        identity,
     };
     let max = usize::try_from(config.max_packet_bytes).unwrap_or(usize::MAX);
     upgrade

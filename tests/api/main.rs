@@ -15,6 +15,7 @@ mod graphql_api;
 mod health;
 mod limits;
 mod plain;
+mod plain_identity;
 mod presence;
 mod pushes;
 mod rooms;

@@ -19,7 +19,6 @@ pub struct PlainClient {
 }
 
 /// What a refused upgrade answered.
-#[allow(dead_code)] // read by the identity tests through Debug
 #[derive(Debug)]
 pub struct Refused {
     pub status: u16,
