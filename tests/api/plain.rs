@@ -314,3 +314,55 @@ async fn a_connection_that_never_signs_in_is_closed_at_the_deadline() {
     );
     assert_eq!(client.expect_close().await, Some(4401));
 }
+
+#[tokio::test]
+async fn a_rotated_secret_closes_the_users_plain_connections_and_presence_counts_them() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let mut plain = plain_as(&app, &alice).await;
+    let mut other = plain_as(&app, &bob).await;
+    let online = app
+        .graphql_ok(
+            "query($u: ID!) { isOnline(userId: $u) }",
+            json!({ "u": alice.id }),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(
+        online["isOnline"],
+        json!(true),
+        "a plain connection counts as online"
+    );
+
+    app.graphql_ok("mutation { rotateSecret { id } }", json!({}), Some(&alice))
+        .await;
+    let told = plain.expect_type("auth_failed").await;
+    assert!(
+        told["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("revoked")),
+        "{told}"
+    );
+    assert_eq!(plain.expect_close().await, Some(4401));
+    other.round_trip().await;
+}
+
+#[tokio::test]
+async fn a_push_reaches_a_plain_connection_on_another_node_once() {
+    let (nodes, _db) = spawn_cluster(2).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let mut far = plain_as(&nodes[1], &alice).await;
+    let mut near = plain_as(&nodes[0], &alice).await;
+    let (status, _) = nodes[0]
+        .api_push(
+            Some(API_KEY),
+            json!({ "users": [alice.id], "event": "Note", "data": { "n": 1 } }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    for client in [&mut far, &mut near] {
+        assert_eq!(client.next().await, json!({ "type": "Note", "n": 1 }));
+        client.round_trip().await;
+    }
+}
