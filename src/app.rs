@@ -21,6 +21,7 @@ use crate::delivery::{DeliveryChannel, PushLog, RedisLog, SqlLog};
 use crate::gateway::PendingUpgrades;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
+use crate::plain::PlainChannel;
 use crate::presence::Presence;
 use crate::push::PushService;
 use crate::state::AppState;
@@ -101,15 +102,18 @@ impl Application {
                     .build_layer();
                 let log = RedisLog::new(bus.connection(), &config.redis_prefix, config.retention());
                 let channel = DeliveryChannel::new(bus.clone(), &config.redis_prefix, node_id);
+                let plain_channel = PlainChannel::new(bus.clone(), &config.redis_prefix, node_id);
                 let push = PushService::cluster(
                     io.clone(),
                     PushLog::Redis(log),
                     channel.clone(),
+                    plain_channel.clone(),
                     metrics.clone(),
                 );
                 let state = parts(push, Some(bus));
                 tokio::spawn(backend_push::listener::listen(state.clone()));
                 tokio::spawn(listen_for_logged_pushes(channel, state.push().clone()));
+                tokio::spawn(listen_for_plain_ops(plain_channel, state.push().clone()));
                 let pending = PendingUpgrades::default();
                 gateway::register(&io, &state, &pending)
                     .await
@@ -186,6 +190,15 @@ async fn listen_for_logged_pushes(channel: DeliveryChannel, push: PushService) {
 
 /// Appends trim their own user's log; this drops what expired for users
 /// nobody pushed to since, every tenth of the window.
+async fn listen_for_plain_ops(channel: PlainChannel, push: PushService) {
+    channel
+        .listen(|op| {
+            let push = push.clone();
+            async move { push.apply_plain(op).await }
+        })
+        .await;
+}
+
 async fn sweep_log(log: SqlLog, window: std::time::Duration) {
     let every = (window / 10).max(std::time::Duration::from_secs(1));
     loop {

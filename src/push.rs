@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::cluster::ClusterAdapter;
 use crate::delivery::{Cursor, DeliveryChannel, LoggedMessage, Outbox, PushLog};
 use crate::metrics::Metrics;
-use crate::plain::{self, PlainRegistry};
+use crate::plain::{self, PlainChannel, PlainOp, PlainRegistry};
 
 /// Name of the room that holds the one socket that was given `token` as its
 /// `tabWindowId`.
@@ -60,6 +60,9 @@ pub struct PushService {
     metrics: Arc<Metrics>,
     /// This node's plain WebSocket connections, reached beside its sockets.
     plain: Arc<PlainRegistry>,
+    /// Carries room frames and revocations to other nodes' plain
+    /// connections (cluster only).
+    plain_channel: Option<PlainChannel>,
 }
 
 /// Runs `$body` with `$io` bound to whichever `SocketIo` the service holds.
@@ -81,6 +84,7 @@ impl PushService {
             channel: None,
             metrics,
             plain: Arc::default(),
+            plain_channel: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl PushService {
         io: SocketIo<ClusterAdapter>,
         log: PushLog,
         channel: DeliveryChannel,
+        plain_channel: PlainChannel,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -97,6 +102,7 @@ impl PushService {
             channel: Some(channel),
             metrics,
             plain: Arc::default(),
+            plain_channel: Some(plain_channel),
         }
     }
 
@@ -130,7 +136,42 @@ impl PushService {
     /// A relayed event, to the room's plain connections on this node (the
     /// Socket.IO side was reached by the sender's own socket).
     pub async fn relay_to_plain(&self, room: &str, event: &Value, except: Option<u64>) {
-        self.plain.to_rooms(&[room.to_owned()], event, except);
+        let rooms = vec![room.to_owned()];
+        self.plain.to_rooms(&rooms, event, except);
+        self.tell_other_nodes(PlainOp::Rooms {
+            rooms,
+            frame: event.clone(),
+        })
+        .await;
+    }
+
+    /// Publishes `op` for the other nodes' plain connections, unless this
+    /// service serves this node only (then every node got the message).
+    async fn tell_other_nodes(&self, op: PlainOp) {
+        if self.this_node_only {
+            return;
+        }
+        if let Some(channel) = &self.plain_channel {
+            channel.publish(op).await;
+        }
+    }
+
+    /// What another node asked of this node's plain connections.
+    pub async fn apply_plain(&self, op: PlainOp) {
+        match op {
+            PlainOp::Rooms { rooms, frame } => {
+                self.plain.to_rooms(&rooms, &frame, None);
+            }
+            PlainOp::Revoke { user } => self.revoke_plain_here(user),
+            PlainOp::Evict { user, room } => self.plain.evict(user, &room),
+        }
+    }
+
+    fn revoke_plain_here(&self, user: Uuid) {
+        for connection in self.plain.revoke(user) {
+            connection.send_json(&plain::wire::auth_failed("credentials revoked"));
+            connection.close(plain::close::UNAUTHORIZED, "credentials revoked");
+        }
     }
 
     /// The per-user log every durable push is written to.
@@ -220,8 +261,13 @@ impl PushService {
     ) {
         let targets = rooms.len();
         if let Ok(value) = serde_json::to_value(payload) {
-            self.plain
-                .to_rooms(&rooms, &plain::wire::push(event, &value), None);
+            let frame = plain::wire::push(event, &value);
+            self.plain.to_rooms(&rooms, &frame, None);
+            self.tell_other_nodes(PlainOp::Rooms {
+                rooms: rooms.clone(),
+                frame,
+            })
+            .await;
         }
         let result = on_io!(self, io => emit(io, self.this_node_only, rooms, event, payload).await);
         report(result, event, targets);
@@ -251,10 +297,8 @@ impl PushService {
     /// Plain connections of the user on this node are told `auth_failed`
     /// and closed (4401): they have no way to sign in again.
     pub async fn revoke(&self, user: Uuid) {
-        for connection in self.plain.revoke(user) {
-            connection.send_json(&plain::wire::auth_failed("credentials revoked"));
-            connection.close(plain::close::UNAUTHORIZED, "credentials revoked");
-        }
+        self.revoke_plain_here(user);
+        self.tell_other_nodes(PlainOp::Revoke { user }).await;
         on_io!(self, io => revoke(io, user).await)
     }
 
@@ -262,6 +306,11 @@ impl PushService {
     /// returning: after a removal the user hears nothing more of the room.
     pub async fn evict(&self, user: Uuid, room: &str) {
         self.plain.evict(user, room);
+        self.tell_other_nodes(PlainOp::Evict {
+            user,
+            room: room.to_owned(),
+        })
+        .await;
         on_io!(self, io => evict(io, user, room).await)
     }
 

@@ -6,9 +6,12 @@
 //! - `wire`: every message both ways, parsed and built.
 //! - `identity`: who is connecting (upgrade request or in-band `auth`).
 //! - `connection`: one connection's reader loop, limits and writer.
+//! - `channel`: room traffic and revocations for plain connections on
+//!   the other nodes (`<prefix>:plain` in Redis).
 //! - `registry`: this node's plain connections by user, room and tab, which
 //!   the push service reaches them through.
 
+mod channel;
 mod connection;
 mod identity;
 mod registry;
@@ -18,6 +21,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 
+pub use channel::{PlainChannel, PlainOp};
 pub use connection::close;
 pub use registry::{Handle, PlainRegistry};
 

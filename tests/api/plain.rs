@@ -366,3 +366,70 @@ async fn a_push_reaches_a_plain_connection_on_another_node_once() {
         client.round_trip().await;
     }
 }
+
+#[tokio::test]
+async fn relays_room_pushes_and_revocations_reach_plain_connections_on_other_nodes() {
+    let (nodes, _db) = spawn_cluster(2).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let bob = nodes[0].sign_up("bob").await;
+    let room = "topic:canvas-x";
+    let mut far =
+        PlainClient::authed(nodes[1].port, &format!("/ws/{room}"), &bob.id, &bob.secret).await;
+    far.round_trip().await;
+    let mut near = PlainClient::authed(
+        nodes[0].port,
+        &format!("/ws/{room}"),
+        &alice.id,
+        &alice.secret,
+    )
+    .await;
+    near.round_trip().await;
+    let mut sio = nodes[0].authed_socket(&alice, Transport::WebSocket).await;
+    sio.emit_with_ack("joinRoom", &json!(room)).await;
+
+    // Socket.IO on node 0 → plain on both nodes.
+    let ack = sio
+        .emit_with_ack("event", &json!({ "type": "DRAW", "timestamp": entity::now_ms(), "payload": { "from": "sio" }, "room": room }))
+        .await;
+    assert_eq!(ack[0], json!({ "ok": true }));
+    for client in [&mut far, &mut near] {
+        assert_eq!(
+            client.expect_type("DRAW").await["payload"],
+            json!({ "from": "sio" })
+        );
+    }
+    // Plain on node 1 → Socket.IO and plain on node 0, not back to itself.
+    far.send(
+        &json!({ "type": "DRAW", "timestamp": entity::now_ms(), "payload": { "from": "far" } }),
+    )
+    .await;
+    assert_eq!(
+        sio.expect("event").await["payload"],
+        json!({ "from": "far" })
+    );
+    assert_eq!(
+        near.expect_type("DRAW").await["payload"],
+        json!({ "from": "far" })
+    );
+    far.round_trip().await;
+
+    // A backend push to the room, from node 0: once on each node.
+    let (status, _) = nodes[0]
+        .api_push(
+            Some(API_KEY),
+            json!({ "rooms": [room], "event": "Notice", "data": { "n": 1 } }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    for client in [&mut far, &mut near] {
+        assert_eq!(client.next().await, json!({ "type": "Notice", "n": 1 }));
+        client.round_trip().await;
+    }
+
+    // Bob rotates his secret on node 0: his plain connection on node 1 closes.
+    nodes[0]
+        .graphql_ok("mutation { rotateSecret { id } }", json!({}), Some(&bob))
+        .await;
+    far.expect_type("auth_failed").await;
+    assert_eq!(far.expect_close().await, Some(4401));
+}
