@@ -13,7 +13,7 @@
 
 mod channel;
 mod connection;
-mod identity;
+pub(crate) mod identity;
 mod registry;
 pub mod wire;
 

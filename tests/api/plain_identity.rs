@@ -251,3 +251,46 @@ async fn a_trusted_header_is_honoured_only_from_a_trusted_proxy() {
     ferbs.round_trip().await;
     guest.round_trip().await;
 }
+
+#[tokio::test]
+async fn a_push_to_an_outside_user_reaches_their_plain_connection_and_socket_io_tabs_once() {
+    let app = jwt_app().await;
+    let token = hs256(&claims("github:ferbs"));
+    let mut plain = PlainClient::connect(app.port, &format!("/ws?token={token}"), &[]).await;
+    plain.round_trip().await;
+    // Socket.IO: the JWT in the handshake `auth`, or in `initialConnection`.
+    let mut by_handshake = app
+        .socket_with(
+            Transport::WebSocket,
+            ConnectOptions {
+                auth: Some(json!({ "token": token })),
+                ..ConnectOptions::default()
+            },
+        )
+        .await;
+    assert_eq!(by_handshake.expect("auth").await, json!(true));
+    let mut by_event = app.socket(Transport::WebSocket).await;
+    by_event.emit("initialConnection", &json!({ "token": token }));
+    assert_eq!(by_event.expect("auth").await, json!(true));
+    let mut refused = app.socket(Transport::WebSocket).await;
+    refused.emit("initialConnection", &json!({ "token": "not.a.token" }));
+    assert_eq!(refused.expect("auth").await, json!(false));
+
+    let (status, answer) = app
+        .api_push(
+            Some(API_KEY),
+            json!({ "users": ["github:ferbs"], "data": { "n": 7 } }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(plain.next().await, json!({ "n": 7 }));
+    plain.round_trip().await;
+    for socket in [&mut by_handshake, &mut by_event] {
+        assert_eq!(socket.expect("push").await, json!({ "n": 7 }));
+        // A barrier: the ack of a later request comes after any duplicate.
+        socket
+            .emit_with_ack("joinRoom", &json!("topic:barrier"))
+            .await;
+        socket.expect_none("push", std::time::Duration::ZERO).await;
+    }
+}
