@@ -1,7 +1,8 @@
 //! GraphQL over HTTP: GraphiQL on GET, execution on POST.
 //!
 //! Credentials are resolved here, once per request, before execution:
-//! `Authorization: Basic base64(id:secretkey)` or the cookies `id` and
+//! `Authorization: Basic base64(id:secretkey)`, `Authorization: Bearer
+//! <jwt>` (when JWT keys are configured), or the cookies `id` and
 //! `secretkey`. Cookies count only from an allowed (or absent) `Origin`, so
 //! another site cannot post mutations with a user's cookies. Verification
 //! goes through the same cached authenticator as sockets, so a request does
@@ -60,6 +61,9 @@ fn code_client_errors(error: &mut async_graphql::ServerError) {
 }
 
 async fn viewer(state: &HttpState, headers: &HeaderMap) -> Viewer {
+    if let Some(token) = bearer(headers) {
+        return token_viewer(state, token).await;
+    }
     let Some(credentials) = credentials(headers, state.app.config()) else {
         return Viewer::Anonymous;
     };
@@ -71,6 +75,41 @@ async fn viewer(state: &HttpState, headers: &HeaderMap) -> Viewer {
         Err(AuthError::Rejected) => Viewer::Rejected,
         Err(err) => {
             tracing::error!(user_id = %credentials.user_id, error = %err, "could not verify GraphQL credentials");
+            Viewer::Unverifiable
+        }
+    }
+}
+
+/// `Authorization: Bearer <jwt>`: the same tokens, keys and outside users
+/// as plain WebSocket connections (docs/protocol.md §10.4).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn token_viewer(state: &HttpState, token: &str) -> Viewer {
+    use crate::plain::identity::{verify_token, IdentityError};
+    use sea_orm::EntityTrait;
+    let user = match verify_token(&state.app, token).await {
+        Ok((user, _grants)) => user,
+        Err(IdentityError::Unavailable) => return Viewer::Unverifiable,
+        Err(err) => {
+            tracing::debug!(reason = %err, "GraphQL bearer token refused");
+            return Viewer::Rejected;
+        }
+    };
+    match entity::user::Entity::find_by_id(user)
+        .one(state.app.db())
+        .await
+    {
+        Ok(Some(row)) => Viewer::User(row),
+        Ok(None) => Viewer::Rejected,
+        Err(err) => {
+            tracing::error!(user_id = %user, error = %err, "could not load a token's user");
             Viewer::Unverifiable
         }
     }

@@ -294,3 +294,38 @@ async fn a_push_to_an_outside_user_reaches_their_plain_connection_and_socket_io_
         socket.expect_none("push", std::time::Duration::ZERO).await;
     }
 }
+
+#[tokio::test]
+async fn graphql_accepts_the_same_jwt_as_a_bearer_token() {
+    let app = jwt_app().await;
+    let token = hs256(&claims("github:ferbs"));
+    let ask = |token: String| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url("/graphql"))
+                .bearer_auth(token)
+                .json(&json!({ "query": "{ me { id username } }" }))
+                .send()
+                .await
+                .expect("request")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let me = ask(token.clone()).await;
+    assert_eq!(me["data"]["me"]["username"], "ext:github:ferbs", "{me}");
+    // The plain connection of the same token is the same user.
+    let answer = signed_in_as(&app, &token).await;
+    assert_eq!(answer["userId"], me["data"]["me"]["id"]);
+
+    let mut expired = claims("github:ferbs");
+    expired["exp"] = json!(now_secs() - 120);
+    let refused = ask(hs256(&expired)).await;
+    assert!(refused["errors"].is_array(), "{refused}");
+    assert!(
+        refused["data"].is_null() || refused["data"]["me"].is_null(),
+        "{refused}"
+    );
+}
