@@ -433,3 +433,47 @@ async fn relays_room_pushes_and_revocations_reach_plain_connections_on_other_nod
     far.expect_type("auth_failed").await;
     assert_eq!(far.expect_close().await, Some(4401));
 }
+
+#[tokio::test]
+async fn a_member_removed_from_a_chatroom_stops_hearing_it_on_plain_connections_too() {
+    let app = spawn_app().await;
+    let alice = app.sign_up("alice").await;
+    let bob = app.sign_up("bob").await;
+    let data = app
+        .graphql_ok(
+            "mutation($n: String!, $m: [ID!]!) { createChatroom(name: $n, memberIds: $m) { id } }",
+            json!({ "n": "Trip", "m": [bob.id] }),
+            Some(&alice),
+        )
+        .await;
+    let room = format!(
+        "chatroom:{}",
+        data["createChatroom"]["id"].as_str().expect("id")
+    );
+    let mut plain =
+        PlainClient::authed(app.port, &format!("/ws/{room}"), &bob.id, &bob.secret).await;
+    plain.round_trip().await;
+    let mut sender = app.authed_socket(&alice, Transport::WebSocket).await;
+    sender.emit_with_ack("joinRoom", &json!(room)).await;
+    let note =
+        json!({ "type": "NOTE", "timestamp": entity::now_ms(), "payload": {}, "room": room });
+    sender.emit_with_ack("event", &note).await;
+    assert_eq!(plain.expect_type("NOTE").await["userId"], alice.id);
+
+    app.graphql_ok(
+        "mutation($c: ID!, $u: ID!) { removeChatroomMember(chatroomId: $c, userId: $u) { id } }",
+        json!({ "c": data["createChatroom"]["id"], "u": bob.id }),
+        Some(&alice),
+    )
+    .await;
+    sender.emit_with_ack("event", &note).await;
+    // Everything up to the pong: chat updates may come, the relay may not.
+    plain.send(&json!({ "type": "ping" })).await;
+    loop {
+        let frame = plain.next().await;
+        assert_ne!(frame["type"], "NOTE", "an evicted member heard the room");
+        if frame["type"] == "pong" {
+            break;
+        }
+    }
+}
