@@ -205,3 +205,34 @@ impl JwtVerifier {
 fn read(path: &str) -> Result<Vec<u8>, JwtConfigError> {
     std::fs::read(path).map_err(|e| JwtConfigError::Read(path.to_owned(), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/api/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn an_rsa_only_verifier_refuses_hs256_signed_with_its_public_key() {
+        let mut config = Config::for_database("sqlite::memory:");
+        config.jwt_public_key_file = Some(fixture("rsa-public.pem"));
+        let verifier = JwtVerifier::from_config(&config)
+            .expect("valid configuration")
+            .expect("a verifier");
+        let public = std::fs::read(fixture("rsa-public.pem")).expect("fixture");
+        let claims = json!({ "sub": "u", "exp": entity::now_ms() / 1000 + 600 });
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&public),
+        )
+        .expect("token");
+        assert_eq!(verifier.verify(&forged).err(), Some(JwtError::NoKey));
+        let none = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1In0.";
+        assert_eq!(verifier.verify(none).err(), Some(JwtError::Malformed));
+    }
+}
