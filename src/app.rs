@@ -23,6 +23,7 @@ use crate::gateway::PendingUpgrades;
 use crate::http::{self, HttpState};
 use crate::limits::FailureLedger;
 use crate::metrics::Metrics;
+use crate::plain::PlainChannel;
 use crate::presence::Presence;
 use crate::push::PushService;
 use crate::state::AppState;
@@ -38,6 +39,8 @@ pub enum StartError {
     Auth(#[from] AuthError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("JWT: {0}")]
+    Jwt(#[from] crate::auth::jwt::JwtConfigError),
     #[error("Socket.IO adapter: {0}")]
     Adapter(String),
     #[error("--static-dir {path}: {source}")]
@@ -71,6 +74,7 @@ impl Application {
         )
         .await?;
         persistence::migrate(&db).await?;
+        let jwt = crate::auth::jwt::JwtVerifier::from_config(&config)?;
         let metrics = Arc::new(Metrics::default());
         let ledger = FailureLedger::new(
             config.max_failed_auth_per_address,
@@ -82,6 +86,7 @@ impl Application {
             config.argon2_concurrency(),
             ledger,
             metrics.clone(),
+            jwt,
         )
         .await?;
 
@@ -130,16 +135,19 @@ impl Application {
                     .build_layer();
                 let log = RedisLog::new(bus.clone(), &config.redis_prefix, config.retention());
                 let channel = DeliveryChannel::new(bus.clone(), &config.redis_prefix, node_id);
+                let plain_channel = PlainChannel::new(bus.clone(), &config.redis_prefix, node_id);
                 let push = PushService::cluster(
                     io.clone(),
                     PushLog::Redis(log),
                     channel.clone(),
+                    plain_channel.clone(),
                     metrics.clone(),
                 );
                 let state = parts(push, Some(bus));
                 state.metrics().set_census(gateway::census(io.clone()));
                 tokio::spawn(backend_push::listener::listen(state.clone()));
                 tokio::spawn(listen_for_logged_pushes(channel, state.push().clone()));
+                tokio::spawn(listen_for_plain_ops(plain_channel, state.push().clone()));
                 let pending = PendingUpgrades::default();
                 gateway::register(&io, &state, &pending)
                     .await
@@ -219,6 +227,15 @@ async fn listen_for_logged_pushes(channel: DeliveryChannel, push: PushService) {
 
 /// Appends trim their own user's log; this drops what expired for users
 /// nobody pushed to since, every tenth of the window.
+async fn listen_for_plain_ops(channel: PlainChannel, push: PushService) {
+    channel
+        .listen(|op| {
+            let push = push.clone();
+            async move { push.apply_plain(op).await }
+        })
+        .await;
+}
+
 async fn sweep_log(log: SqlLog, window: std::time::Duration) {
     let every = (window / 10).max(std::time::Duration::from_secs(1));
     loop {
@@ -278,7 +295,15 @@ where
     })
     .layer(
         ServiceBuilder::new()
-            .layer(tower_http::trace::TraceLayer::new_for_http())
+            // The path only: a query may hold a token (`/ws?token=`), and
+            // tokens do not belong in logs.
+            .layer(
+                tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                    |request: &axum::extract::Request| {
+                        tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+                    },
+                ),
+            )
             .layer(http::cors(&config.allowed_origins))
             .layer(axum::middleware::map_request(http::detach_request_head))
             .layer(axum::middleware::from_fn_with_state(

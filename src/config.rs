@@ -247,6 +247,56 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_STATIC_DIR")]
     pub static_dir: Option<std::path::PathBuf>,
 
+    /// Most plain WebSocket connections one user may hold on one node.
+    #[arg(
+        long,
+        env = "TIDINGS_PLAIN_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 32
+    )]
+    pub plain_max_connections_per_user: usize,
+
+    /// A plain WebSocket connection that sends nothing (not even a ping)
+    /// for this long is closed with 4408.
+    #[arg(long, env = "TIDINGS_PLAIN_IDLE_TIMEOUT_SECS", default_value_t = 120)]
+    pub plain_idle_timeout_secs: u64,
+
+    /// Shared secret of HS256 tokens (32 bytes at least).
+    #[arg(long, env = "TIDINGS_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// PEM public key of RS256 or ES256 tokens.
+    #[arg(long, env = "TIDINGS_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<String>,
+
+    /// JWKS file: RS256/ES256 keys chosen by the token's `kid`.
+    #[arg(long, env = "TIDINGS_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<String>,
+
+    /// The claim that holds the user id.
+    #[arg(long, env = "TIDINGS_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+
+    /// Required `iss`, when set.
+    #[arg(long, env = "TIDINGS_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud`, when set.
+    #[arg(long, env = "TIDINGS_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// A cookie that may carry the token (honoured only from allowed origins).
+    #[arg(long, env = "TIDINGS_JWT_COOKIE")]
+    pub jwt_cookie: Option<String>,
+
+    /// Header holding the user id, set by a forward-auth proxy; honoured
+    /// only from `--trusted-proxies`.
+    #[arg(long, env = "TIDINGS_TRUSTED_USER_HEADER")]
+    pub trusted_user_header: Option<String>,
+
+    /// Header holding a guest id (user `guest:<value>`), same rule.
+    #[arg(long, env = "TIDINGS_TRUSTED_GUEST_HEADER")]
+    pub trusted_guest_header: Option<String>,
+
     /// Log line format.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -270,6 +320,10 @@ pub enum ConfigError {
     PresenceTimeout,
     #[error("--static-dir {0:?} is not a directory")]
     StaticDirMissing(std::path::PathBuf),
+    #[error("--jwt-hs256-secret must be at least 32 bytes")]
+    ShortJwtSecret,
+    #[error("{0} must be a valid HTTP header name")]
+    BadHeaderName(&'static str),
     #[error("--redis-prefix must be 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
     BadRedisPrefix,
 }
@@ -323,6 +377,11 @@ impl Config {
             ),
             ("--resume-window-secs", self.resume_window_secs),
             ("--resume-max-events", self.resume_max_events as u64),
+            (
+                "--plain-max-connections-per-user",
+                self.plain_max_connections_per_user as u64,
+            ),
+            ("--plain-idle-timeout-secs", self.plain_idle_timeout_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -351,6 +410,20 @@ impl Config {
         if let Some(dir) = &self.static_dir {
             if !dir.is_dir() {
                 return Err(ConfigError::StaticDirMissing(dir.clone()));
+            }
+        }
+        if self.jwt_hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::ShortJwtSecret);
+        }
+        for (flag, header) in [
+            ("--trusted-user-header", &self.trusted_user_header),
+            ("--trusted-guest-header", &self.trusted_guest_header),
+        ] {
+            if header
+                .as_ref()
+                .is_some_and(|h| axum::http::HeaderName::try_from(h.as_str()).is_err())
+            {
+                return Err(ConfigError::BadHeaderName(flag));
             }
         }
         if self.argon2_concurrency == Some(0) {

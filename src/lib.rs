@@ -13,6 +13,9 @@
 //! - [`gateway`]: Socket.IO handlers: connect, `initialConnection`, resuming
 //!   (`since`, devices), what later requests of a session carry,
 //!   rooms, relay, typing, `getChats`, disconnect.
+//! - [`plain`]: the plain WebSocket transport (`/ws`, `/ws/<room>`), on
+//!   the same users, rooms and pushes as the gateway.
+//! - [`protocol`]: wire rules both transports share (relayed events).
 //! - [`rooms`]: room names and the one policy deciding who may join what.
 //! - [`push`]: the push service, the only way anything reaches a user.
 //! - [`delivery`]: what durable pushes stand on: the per-user log (`seq`),
@@ -45,7 +48,9 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod persistence;
+pub mod plain;
 pub mod presence;
+pub mod protocol;
 pub mod push;
 pub mod rooms;
 pub mod shutdown;

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::cluster::ClusterAdapter;
 use crate::delivery::{Cursor, DeliveryChannel, LoggedMessage, Outbox, PushLog};
 use crate::metrics::Metrics;
+use crate::plain::{self, PlainChannel, PlainOp, PlainRegistry};
 
 /// Name of the room that holds the one socket that was given `token` as its
 /// `tabWindowId`.
@@ -57,6 +58,11 @@ pub struct PushService {
     /// Carries logged pushes to the other nodes (cluster only).
     channel: Option<DeliveryChannel>,
     metrics: Arc<Metrics>,
+    /// This node's plain WebSocket connections, reached beside its sockets.
+    plain: Arc<PlainRegistry>,
+    /// Carries room frames and revocations to other nodes' plain
+    /// connections (cluster only).
+    plain_channel: Option<PlainChannel>,
 }
 
 /// Runs `$body` with `$io` bound to whichever `SocketIo` the service holds.
@@ -77,6 +83,8 @@ impl PushService {
             log,
             channel: None,
             metrics,
+            plain: Arc::default(),
+            plain_channel: None,
         }
     }
 
@@ -84,6 +92,7 @@ impl PushService {
         io: SocketIo<ClusterAdapter>,
         log: PushLog,
         channel: DeliveryChannel,
+        plain_channel: PlainChannel,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -92,6 +101,8 @@ impl PushService {
             log,
             channel: Some(channel),
             metrics,
+            plain: Arc::default(),
+            plain_channel: Some(plain_channel),
         }
     }
 
@@ -106,6 +117,61 @@ impl PushService {
     /// The counters this service and the rest of the node share.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// This node's plain WebSocket connections.
+    pub fn plain(&self) -> &PlainRegistry {
+        &self.plain
+    }
+
+    /// A relayed event from a plain connection (`except`, which does not
+    /// get its own event back): to the room's Socket.IO sockets on every
+    /// node, and to its plain connections on this node.
+    pub async fn relay_to_rooms(&self, room: &str, event: &Value, except: Option<u64>) {
+        let result = on_io!(self, io => emit(io, self.this_node_only, vec![room.to_owned()], "event", event).await);
+        report(result, "event", 1);
+        self.relay_to_plain(room, event, except).await;
+    }
+
+    /// A relayed event, to the room's plain connections on this node (the
+    /// Socket.IO side was reached by the sender's own socket).
+    pub async fn relay_to_plain(&self, room: &str, event: &Value, except: Option<u64>) {
+        let rooms = vec![room.to_owned()];
+        self.plain.to_rooms(&rooms, event, except);
+        self.tell_other_nodes(PlainOp::Rooms {
+            rooms,
+            frame: event.clone(),
+        })
+        .await;
+    }
+
+    /// Publishes `op` for the other nodes' plain connections, unless this
+    /// service serves this node only (then every node got the message).
+    async fn tell_other_nodes(&self, op: PlainOp) {
+        if self.this_node_only {
+            return;
+        }
+        if let Some(channel) = &self.plain_channel {
+            channel.publish(op).await;
+        }
+    }
+
+    /// What another node asked of this node's plain connections.
+    pub async fn apply_plain(&self, op: PlainOp) {
+        match op {
+            PlainOp::Rooms { rooms, frame } => {
+                self.plain.to_rooms(&rooms, &frame, None);
+            }
+            PlainOp::Revoke { user } => self.revoke_plain_here(user),
+            PlainOp::Evict { user, room } => self.plain.evict(user, &room),
+        }
+    }
+
+    fn revoke_plain_here(&self, user: Uuid) {
+        for connection in self.plain.revoke(user) {
+            connection.send_json(&plain::wire::auth_failed("credentials revoked"));
+            connection.close(plain::close::UNAUTHORIZED, "credentials revoked");
+        }
     }
 
     /// The per-user log every durable push is written to.
@@ -158,7 +224,15 @@ impl PushService {
     }
 
     async fn deliver_logged_here(&self, user: Uuid, seq: u64, event: &str, payload: &Value) {
-        on_io!(self, io => offer_to_local_sockets(io, &self.log, user, seq, event, payload).await)
+        on_io!(self, io => offer_to_local_sockets(io, &self.log, user, seq, event, payload).await);
+        for connection in self.plain.connections_of(user) {
+            connection
+                .cursor()
+                .lock()
+                .await
+                .offer(&self.log, &*connection, user, seq, event, payload)
+                .await;
+        }
     }
 
     /// Emits `event` to every authenticated socket of each of `users`, not
@@ -186,6 +260,15 @@ impl PushService {
         payload: &T,
     ) {
         let targets = rooms.len();
+        if let Ok(value) = serde_json::to_value(payload) {
+            let frame = plain::wire::push(event, &value);
+            self.plain.to_rooms(&rooms, &frame, None);
+            self.tell_other_nodes(PlainOp::Rooms {
+                rooms: rooms.clone(),
+                frame,
+            })
+            .await;
+        }
         let result = on_io!(self, io => emit(io, self.this_node_only, rooms, event, payload).await);
         report(result, event, targets);
     }
@@ -200,23 +283,42 @@ impl PushService {
         event: &str,
         payload: &T,
     ) -> bool {
+        if let Some(connection) = self.plain.tab_of(user, tab) {
+            return match serde_json::to_value(payload) {
+                Ok(value) => connection.send_json(&plain::wire::push(event, &value)),
+                Err(_) => false,
+            };
+        }
         on_io!(self, io => to_tab(io, self.this_node_only, user, tab, event, payload).await)
     }
 
     /// Unbinds every socket of `user` and tells each `auth` false. They stay
     /// connected, as after any failed authentication.
+    /// Plain connections of the user on this node are told `auth_failed`
+    /// and closed (4401): they have no way to sign in again.
     pub async fn revoke(&self, user: Uuid) {
+        self.revoke_plain_here(user);
+        self.tell_other_nodes(PlainOp::Revoke { user }).await;
         on_io!(self, io => revoke(io, user).await)
     }
 
     /// Makes every socket of `user` leave `room`, on every node, before
     /// returning: after a removal the user hears nothing more of the room.
     pub async fn evict(&self, user: Uuid, room: &str) {
+        self.plain.evict(user, room);
+        self.tell_other_nodes(PlainOp::Evict {
+            user,
+            room: room.to_owned(),
+        })
+        .await;
         on_io!(self, io => evict(io, user, room).await)
     }
 
     /// Disconnects every socket of `user`.
     pub async fn disconnect(&self, user: Uuid) {
+        for connection in self.plain.connections_of(user) {
+            connection.close(plain::close::UNAUTHORIZED, "account closed");
+        }
         let result = on_io!(self, io => disconnect(io, user).await);
         if let Err(err) = result {
             tracing::error!(user_id = %user, error = %err, "could not disconnect sockets");
@@ -225,6 +327,7 @@ impl PushService {
 
     /// Closes every socket of this node (at shutdown).
     pub async fn close(&self) {
+        self.plain.close_all(1001, "server shutting down");
         on_io!(self, io => io.close().await)
     }
 
@@ -232,6 +335,7 @@ impl PushService {
     /// counts per node; the cluster-wide answer is the presence store's).
     pub fn local_sockets_of(&self, user: Uuid) -> usize {
         on_io!(self, io => io.local().to(user_room(user)).sockets().len())
+            + self.plain.count_of(user)
     }
 }
 

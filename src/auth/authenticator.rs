@@ -107,6 +107,8 @@ struct Inner {
     digest_key: [u8; 32],
     /// Hash of a random secret nobody knows, verified for unknown users.
     dummy_hash: String,
+    /// Outside tokens (JWT), when keys are configured.
+    jwt: Option<super::jwt::JwtVerifier>,
 }
 
 #[derive(Clone)]
@@ -121,6 +123,7 @@ impl Authenticator {
         concurrency: usize,
         ledger: FailureLedger,
         metrics: Arc<Metrics>,
+        jwt: Option<super::jwt::JwtVerifier>,
     ) -> Result<Self, AuthError> {
         let mut digest_key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut digest_key);
@@ -144,8 +147,14 @@ impl Authenticator {
                 cache: quick_cache::sync::Cache::new(CACHE_CAPACITY),
                 digest_key,
                 dummy_hash,
+                jwt,
             }),
         })
+    }
+
+    /// Verifies outside tokens; none when no JWT key is configured.
+    pub fn jwt(&self) -> Option<&super::jwt::JwtVerifier> {
+        self.inner.jwt.as_ref()
     }
 
     /// The counters this authenticator adds to (the application's).

@@ -8,7 +8,9 @@
 mod authenticator;
 pub mod cookies;
 mod credentials;
+pub mod jwt;
 mod kdf;
+pub mod outside;
 
 pub use authenticator::{AuthError, Authenticator, Blocked};
 pub use credentials::{parse_user_id, Credentials, CredentialsError, Secret};

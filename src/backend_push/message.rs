@@ -161,8 +161,8 @@ mod tests {
                 PushRejected::NotAString("pushToUser"),
             ),
             (
-                json!({ "pushToUser": "bob", "payload": 1 }),
-                PushRejected::BadUser("bob".into()),
+                json!({ "pushToUser": "bo b", "payload": 1 }),
+                PushRejected::BadUser("bo b".into()),
             ),
             (
                 json!({ "pushToRoom": "has space", "payload": 1 }),

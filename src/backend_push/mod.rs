@@ -47,6 +47,9 @@ pub fn check_room(name: &str) -> Result<(), PushRejected> {
     Ok(())
 }
 
+/// A Tidings user id, or the id of a user known to another system
+/// (`github:ferbs`; see `auth::outside`).
 pub fn parse_user(id: &str) -> Result<Uuid, PushRejected> {
-    crate::auth::parse_user_id(id).map_err(|_| PushRejected::BadUser(id.chars().take(40).collect()))
+    crate::auth::outside::user_id_for(id)
+        .map_err(|_| PushRejected::BadUser(id.chars().take(40).collect()))
 }

@@ -25,7 +25,7 @@ mod checkpoints;
 mod engine_requests;
 mod handshake;
 mod relay;
-mod resume;
+pub(crate) mod resume;
 mod rooms;
 mod session;
 

@@ -13,29 +13,8 @@ use socketioxide::extract::{AckSender, SocketRef};
 
 use super::session::{emit_error, Session};
 use crate::config::{Config, LogFormat};
+use crate::protocol::relay::{self as rules, RelayError};
 use crate::rooms::chatroom_room;
-
-#[derive(Debug, thiserror::Error)]
-enum RelayError {
-    #[error("event must be an object {{ type, timestamp, userId, payload, room }}")]
-    NotAnObject,
-    #[error("type must match ^[A-Z][A-Z0-9_]{{0,63}}$")]
-    BadType,
-    #[error("timestamp must be whole milliseconds since the epoch")]
-    BadTimestamp,
-    #[error("payload must be an object")]
-    BadPayload,
-    #[error("payload is too large: at most {0} bytes")]
-    PayloadTooLarge(usize),
-    #[error("room must be the name of a room this socket joined")]
-    NotJoined,
-    #[error("chatroomId must be a chatroom id")]
-    BadChatroom,
-    #[error("authenticate first")]
-    Unauthenticated,
-    #[error("stale event dropped")]
-    Stale,
-}
 
 pub async fn relay<A: Adapter>(
     session: &Session,
@@ -71,46 +50,25 @@ async fn forward<A: Adapter>(
     let user = session
         .bound_user_among(&joined)
         .ok_or(RelayError::Unauthenticated)?;
-    let Some(Value::Object(mut fields)) = data else {
-        return Err(RelayError::NotAnObject);
-    };
-    let kind = match fields.get("type") {
-        Some(Value::String(kind)) if is_event_type(kind) => kind.clone(),
-        _ => return Err(RelayError::BadType),
-    };
-    let timestamp = fields
-        .get("timestamp")
-        .and_then(Value::as_i64)
-        .ok_or(RelayError::BadTimestamp)?;
-    let payload = match fields.remove("payload") {
-        Some(Value::Object(payload)) => payload,
-        _ => return Err(RelayError::BadPayload),
-    };
-    let size = serde_json::to_vec(&payload)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > config.relay_max_payload_bytes {
-        return Err(RelayError::PayloadTooLarge(config.relay_max_payload_bytes));
+    let relay = rules::check(
+        data,
+        user,
+        None,
+        |room| joined.iter().any(|r| r == room),
+        config,
+        now_ms(),
+    )?;
+    if !(relay.in_between && config.log_format == LogFormat::Json) {
+        tracing::debug!(socket_id = %s.id, user_id = %user, event = %relay.kind, room = relay.room, "relaying");
     }
-    let room = match fields.get("room") {
-        Some(Value::String(room))
-            if joined.iter().any(|r| r == room) && crate::rooms::parse_name(room).is_ok() =>
-        {
-            room.clone()
-        }
-        _ => return Err(RelayError::NotJoined),
-    };
-    let in_between = config.relay_in_between_types.contains(&kind);
-    if in_between && now_ms().abs_diff(timestamp) > config.relay_max_age_ms.unsigned_abs() {
-        return Err(RelayError::Stale);
-    }
-    if !(in_between && config.log_format == LogFormat::Json) {
-        tracing::debug!(socket_id = %s.id, user_id = %user, event = %kind, room, "relaying");
-    }
-    let event = json!({ "type": kind, "timestamp": timestamp, "userId": user, "payload": Value::Object(payload), "room": room });
     // `s.to` excludes the sender; socketioxide's adapter reaches every node.
-    if let Err(err) = s.to(room).emit("event", &event).await {
+    if let Err(err) = s.to(relay.room.clone()).emit("event", &relay.event).await {
         tracing::warn!(error = %err, "relay missed some sockets");
+    }
+    if let Some(app) = session.app() {
+        app.push()
+            .relay_to_plain(&relay.room, &relay.event, None)
+            .await;
     }
     Ok(())
 }
@@ -151,15 +109,6 @@ pub async fn typing<A: Adapter>(
             reply(&s, ack, json!({ "error": err.to_string() }));
         }
     }
-}
-
-fn is_event_type(kind: &str) -> bool {
-    let bytes = kind.as_bytes();
-    (1..=64).contains(&bytes.len())
-        && bytes[0].is_ascii_uppercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
 }
 
 fn reply<A: Adapter>(s: &SocketRef<A>, ack: AckSender<A>, value: Value) {

@@ -60,6 +60,25 @@ pub struct Session {
     device: Mutex<Option<String>>,
 }
 
+/// What a socket signs in with: its Tidings id and secret, or a JWT from an
+/// outside identity provider (`{ token }`, docs/protocol.md §10.4; the
+/// token's `rooms` claim applies to plain connections only).
+pub enum Proof {
+    Secret(Credentials),
+    Token(String),
+}
+
+impl Proof {
+    /// `{ token }` or `{ id, secretkey }` from a client's JSON.
+    pub fn from_json(value: &Value) -> Result<Self, CredentialsError> {
+        match value.get("token") {
+            Some(Value::String(token)) => Ok(Self::Token(token.clone())),
+            Some(_) => Err(CredentialsError::NotAnObject),
+            None => Credentials::from_json(value).map(Self::Secret),
+        }
+    }
+}
+
 /// What one authentication attempt came to.
 enum Outcome {
     Bound(Uuid, Start),
@@ -164,7 +183,7 @@ impl Session {
         ack: AckSender<A>,
     ) {
         let credentials = match &data {
-            Some(value) => Credentials::from_json(value),
+            Some(value) => Proof::from_json(value),
             None => Err(CredentialsError::NotAnObject),
         };
         let authenticated = self.attempt(&s, credentials, None).await;
@@ -189,9 +208,16 @@ impl Session {
             },
             None => None,
         };
-        if let Some(credentials) =
+        // A JWT in the `auth` object wins; otherwise id/secret or cookies.
+        let token = match auth.as_ref() {
+            Some(auth) if auth.get("token").is_some() => Some(Proof::from_json(auth)),
+            _ => None,
+        };
+        let credentials = token.or_else(|| {
             handshake::credentials(s.req_parts(), auth.as_ref(), app.config())
-        {
+                .map(|found| found.map(Proof::Secret))
+        });
+        if let Some(credentials) = credentials {
             self.attempt(s, credentials, since).await;
             self.disconnect_if_cut_off(s);
         }
@@ -209,7 +235,7 @@ impl Session {
         }
         if let Some(credentials) = carried.credentials {
             tracing::debug!(socket_id = %s.id, "credentials on a later request of the session");
-            self.attempt(s, credentials, None).await;
+            self.attempt(s, credentials.map(Proof::Secret), None).await;
             self.disconnect_if_cut_off(s);
         }
     }
@@ -217,7 +243,7 @@ impl Session {
     async fn attempt<A: Adapter>(
         &self,
         s: &SocketRef<A>,
-        credentials: Result<Credentials, CredentialsError>,
+        credentials: Result<Proof, CredentialsError>,
         since: Option<u64>,
     ) -> bool {
         let _turn = self.auth_turn.lock().await;
@@ -326,7 +352,7 @@ impl Session {
         &self,
         app: &AppState,
         s: &SocketRef<A>,
-        credentials: &Credentials,
+        credentials: &Proof,
         position: &Position,
         since: Option<u64>,
     ) -> Outcome {
@@ -352,42 +378,59 @@ impl Session {
         &self,
         app: &AppState,
         s: &SocketRef<A>,
-        credentials: &Credentials,
+        credentials: &Proof,
         position: &Position,
         since: Option<u64>,
         was_bound: Option<Uuid>,
     ) -> Outcome {
-        let user = match app.auth().authenticate(credentials, self.addr).await {
-            Ok(user) => user,
-            Err(AuthError::Rejected) => return Outcome::Denied,
-            Err(AuthError::TooManyFailures(Blocked::Address)) => return Outcome::AddressBlocked,
-            Err(AuthError::TooManyFailures(Blocked::User)) => return Outcome::UserBlocked,
-            Err(err) => {
-                tracing::error!(socket_id = %s.id, error = %err, "authentication failed");
-                return Outcome::Failed;
+        let user_id = match credentials {
+            Proof::Secret(credentials) => {
+                match app.auth().authenticate(credentials, self.addr).await {
+                    Ok(user) => user.id,
+                    Err(AuthError::Rejected) => return Outcome::Denied,
+                    Err(AuthError::TooManyFailures(Blocked::Address)) => {
+                        return Outcome::AddressBlocked
+                    }
+                    Err(AuthError::TooManyFailures(Blocked::User)) => return Outcome::UserBlocked,
+                    Err(err) => {
+                        tracing::error!(socket_id = %s.id, error = %err, "authentication failed");
+                        return Outcome::Failed;
+                    }
+                }
+            }
+            Proof::Token(token) => {
+                use crate::plain::identity::{verify_token, IdentityError};
+                match verify_token(app, token).await {
+                    Ok((user, _grants)) => user,
+                    Err(IdentityError::Unavailable) => return Outcome::Failed,
+                    Err(err) => {
+                        tracing::info!(socket_id = %s.id, reason = %err, "token refused");
+                        return Outcome::Denied;
+                    }
+                }
             }
         };
         let sid = s.id.to_string();
         let stored = user::Entity::update_many()
             .col_expr(user::Column::SocketId, Some(sid.clone()).into())
             .col_expr(user::Column::LastSeenAt, now_ms().into())
-            .filter(user::Column::Id.eq(user.id))
+            .filter(user::Column::Id.eq(user_id))
             .exec(app.db())
             .await;
         if let Err(err) = stored {
-            tracing::error!(socket_id = %s.id, user_id = %user.id, error = %err, "could not store socket id");
+            tracing::error!(socket_id = %s.id, user_id = %user_id, error = %err, "could not store socket id");
             return Outcome::Failed;
         }
-        let start = resume::start_point(app, self, position, user.id, since, was_bound).await;
-        *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.id);
-        s.join(user_room(user.id));
+        let start = resume::start_point(app, self, position, user_id, since, was_bound).await;
+        *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user_id);
+        s.join(user_room(user_id));
         // The socket may have gone while we verified: then the disconnect
         // handler ran before the binding existed, and it is ours to undo.
         if !s.connected() {
             self.release(app, s).await;
             return Outcome::Failed;
         }
-        Outcome::Bound(user.id, start)
+        Outcome::Bound(user_id, start)
     }
 
     /// Forgets the user of this socket and settles their presence. The row's

@@ -2,7 +2,8 @@
 //! the embedded web app: `web.rs`).
 //!
 //! Credentials are resolved here, once per request, before execution:
-//! `Authorization: Basic base64(id:secretkey)` or the cookies `id` and
+//! `Authorization: Basic base64(id:secretkey)`, `Authorization: Bearer
+//! <jwt>` (when JWT keys are configured), or the cookies `id` and
 //! `secretkey`. Cookies count only from an allowed (or absent) `Origin`, so
 //! another site cannot post mutations with a user's cookies. Verification
 //! goes through the same cached authenticator as sockets, so a request does
@@ -76,6 +77,17 @@ fn code_client_errors(error: &mut async_graphql::ServerError) {
 /// authenticator records wrong secrets; malformed ones are recorded here),
 /// so guessing over GraphQL is limited exactly as over sockets.
 async fn viewer(state: &HttpState, headers: &HeaderMap, from: Option<IpAddr>) -> Viewer {
+    if let Some(token) = bearer(headers) {
+        if from.is_some_and(|addr| state.app.failed_auth().is_blocked(addr)) {
+            return Viewer::TooManyFailures;
+        }
+        let viewer = token_viewer(state, token).await;
+        // A refused token is a failed authentication like any other.
+        if matches!(viewer, Viewer::Rejected) {
+            state.app.failed_auth().record_failure(from, None);
+        }
+        return viewer;
+    }
     let Some(credentials) = credentials(headers, state.app.config()) else {
         return Viewer::Anonymous;
     };
@@ -92,6 +104,41 @@ async fn viewer(state: &HttpState, headers: &HeaderMap, from: Option<IpAddr>) ->
         Err(AuthError::TooManyFailures(_)) => Viewer::TooManyFailures,
         Err(err) => {
             tracing::error!(user_id = %credentials.user_id, error = %err, "could not verify GraphQL credentials");
+            Viewer::Unverifiable
+        }
+    }
+}
+
+/// `Authorization: Bearer <jwt>`: the same tokens, keys and outside users
+/// as plain WebSocket connections (docs/protocol.md §10.4).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn token_viewer(state: &HttpState, token: &str) -> Viewer {
+    use crate::plain::identity::{verify_token, IdentityError};
+    use sea_orm::EntityTrait;
+    let user = match verify_token(&state.app, token).await {
+        Ok((user, _grants)) => user,
+        Err(IdentityError::Unavailable) => return Viewer::Unverifiable,
+        Err(err) => {
+            tracing::debug!(reason = %err, "GraphQL bearer token refused");
+            return Viewer::Rejected;
+        }
+    };
+    match entity::user::Entity::find_by_id(user)
+        .one(state.app.db())
+        .await
+    {
+        Ok(Some(row)) => Viewer::User(row),
+        Ok(None) => Viewer::Rejected,
+        Err(err) => {
+            tracing::error!(user_id = %user, error = %err, "could not load a token's user");
             Viewer::Unverifiable
         }
     }

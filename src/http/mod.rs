@@ -49,6 +49,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/openapi.json", get(openapi))
+        .route("/ws", get(crate::plain::upgrade))
+        .route("/ws/{room}", get(crate::plain::upgrade_into))
         .route(
             "/api/push",
             post(push_api::push)

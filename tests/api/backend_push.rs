@@ -167,7 +167,7 @@ async fn api_push_refuses_bad_bodies_with_the_reason_and_wrong_keys_with_401() {
             "array of strings",
         ),
         (
-            json!({ "users": ["nope"], "data": 1 }).to_string(),
+            json!({ "users": ["no pe"], "data": 1 }).to_string(),
             "user id",
         ),
         (

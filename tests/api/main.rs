@@ -3,6 +3,7 @@
 
 mod client;
 mod helpers;
+mod plain_client;
 
 mod admin;
 mod backend_push;
@@ -21,6 +22,8 @@ mod openapi;
 mod origin;
 mod outages;
 mod oversize_bodies;
+mod plain;
+mod plain_identity;
 mod presence;
 mod pushes;
 mod rooms;
