@@ -3,60 +3,8 @@
 
 use serde_json::{json, Value};
 
+use crate::durable::*;
 use crate::helpers::*;
-
-async fn push(node: &TestApp, user: &TestUser, from: u64, n: u64) {
-    for i in from..from + n {
-        let body = json!({ "users": [user.id], "event": "push", "data": { "n": i } });
-        let (status, answer) = node.api_push(Some(API_KEY), body.to_string()).await;
-        assert_eq!(status, 202, "{answer}");
-    }
-}
-
-async fn next_push(socket: &mut SioClient) -> (u64, Value) {
-    let args = socket
-        .next_event("push", WAIT)
-        .await
-        .expect("a push event within the wait");
-    let n = args[0]["n"].as_u64().expect("data.n");
-    (n, args.get(1).cloned().unwrap_or(Value::Null))
-}
-
-/// The next push with a `seq` above `last`, skipping repeats as the
-/// contract lets a client do: a push in flight when a connection died may
-/// come again with its `seq`. Returns it and how many repeats came first.
-async fn next_new_push(socket: &mut SioClient, last: u64) -> ((u64, Value), usize) {
-    let mut repeats = 0;
-    loop {
-        let (n, meta) = next_push(socket).await;
-        if meta["seq"].as_u64().is_some_and(|seq| seq > last) {
-            return ((n, meta), repeats);
-        }
-        repeats += 1;
-    }
-}
-
-/// Once a `resume` from `since` is acknowledged nothing older is in flight.
-async fn barrier(socket: &mut SioClient, since: u64) {
-    let ack = socket
-        .emit_with_ack("resume", &json!({ "since": since }))
-        .await;
-    assert_eq!(ack[0]["ok"], json!(true), "{ack:?}");
-}
-
-async fn connect_with(node: &TestApp, auth: Value) -> SioClient {
-    let mut socket = node
-        .socket_with(
-            Transport::WebSocket,
-            ConnectOptions {
-                auth: Some(auth),
-                ..Default::default()
-            },
-        )
-        .await;
-    assert_eq!(socket.expect("auth").await, json!(true));
-    socket
-}
 
 #[tokio::test]
 async fn sockets_of_one_user_on_two_nodes_get_each_push_once_in_order_whichever_node_it_enters() {
@@ -75,7 +23,7 @@ async fn sockets_of_one_user_on_two_nodes_get_each_push_once_in_order_whichever_
                 (expected, json!({ "seq": expected }))
             );
         }
-        barrier(socket, 6).await;
+        assert_eq!(barrier(socket, 6).await["ok"], json!(true));
         socket.expect_none("push", std::time::Duration::ZERO).await;
     }
 }
@@ -121,7 +69,7 @@ async fn a_background_push_to_a_user_is_logged_once_however_many_nodes_hear_it()
     nodes[2].publish_background_push(&message).await;
     assert_eq!(next_push(&mut socket).await, (1, json!({ "seq": 1 })));
     assert_eq!(next_push(&mut socket).await, (1, json!({ "seq": 2 })));
-    barrier(&mut socket, 2).await;
+    assert_eq!(barrier(&mut socket, 2).await["ok"], json!(true));
     socket.expect_none("push", std::time::Duration::ZERO).await;
     let logged: u64 = {
         let mut total = 0;

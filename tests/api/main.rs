@@ -12,6 +12,7 @@ mod cli;
 mod cluster;
 mod delivery;
 mod delivery_cluster;
+mod durable;
 mod get_chats;
 mod graphql_api;
 mod health;
