@@ -101,7 +101,11 @@ pub async fn deliver(app: &AppState, raw: &[u8], claims: &mut Claims) {
 /// as `<digest>:<k>` (`SET NX`): exactly one node wins each copy.
 #[derive(Default)]
 pub struct Claims {
-    seen: HashMap<[u8; 32], VecDeque<Instant>>,
+    /// Copies of each message seen within the window.
+    copies: HashMap<[u8; 32], usize>,
+    /// The same copies, oldest first, so expiring them costs only what
+    /// expires (not a walk over every message of the window per message).
+    seen: VecDeque<(Instant, [u8; 32])>,
 }
 
 impl Claims {
@@ -110,20 +114,27 @@ impl Claims {
             return Ok(true);
         };
         let now = Instant::now();
-        self.seen.retain(|_, times| {
-            while times.front().is_some_and(|t| now - *t > CLAIM_WINDOW) {
-                times.pop_front();
+        while let Some((at, digest)) = self.seen.front().copied() {
+            if now - at <= CLAIM_WINDOW {
+                break;
             }
-            !times.is_empty()
-        });
+            self.seen.pop_front();
+            if let Some(count) = self.copies.get_mut(&digest) {
+                *count -= 1;
+                if *count == 0 {
+                    self.copies.remove(&digest);
+                }
+            }
+        }
         let digest: [u8; 32] = Sha256::digest(raw).into();
-        let copies = self.seen.entry(digest).or_default();
-        copies.push_back(now);
+        self.seen.push_back((now, digest));
+        let copies = self.copies.entry(digest).or_default();
+        *copies += 1;
         let key = format!(
             "{}:bgpush:{}:{}",
             app.config().redis_prefix,
             hex(&digest),
-            copies.len()
+            copies
         );
         let mut claim = redis::cmd("SET");
         claim
