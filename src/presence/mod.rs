@@ -196,7 +196,7 @@ impl Presence {
                 "timestamp": t.timestamp,
                 "nodeId": inner.node_id,
             });
-            if let Err(err) = bus.publish_text(channel, &message.to_string()).await {
+            if let Err(err) = bus.publish_to_services(channel, &message.to_string()).await {
                 tracing::warn!(user_id = %t.user, channel, error = %err, "presence not published");
             }
         }
