@@ -132,6 +132,10 @@ pub fn redis_topology(
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
+    // Tests run in parallel: one start at a time, or two would both try
+    // to create the same cluster.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
     run("up");
     run("env")
         .lines()
