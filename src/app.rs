@@ -133,7 +133,12 @@ impl Application {
                 let (layer, io) = socket_io(&config)
                     .with_adapter::<ClusterAdapter>(adapter)
                     .build_layer();
-                let log = RedisLog::new(bus.clone(), &config.redis_prefix, config.retention());
+                let log = RedisLog::new(
+                    bus.clone(),
+                    &config.redis_prefix,
+                    config.retention(),
+                    config.redis_log_replicas,
+                );
                 let channel = DeliveryChannel::new(bus.clone(), &config.redis_prefix, node_id);
                 let plain_channel = PlainChannel::new(bus.clone(), &config.redis_prefix, node_id);
                 let push = PushService::cluster(

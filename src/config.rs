@@ -76,6 +76,13 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_REDIS_SENTINELS", value_delimiter = ',')]
     pub redis_sentinels: Vec<String>,
 
+    /// After logging a push, wait (`WAIT`) until this many replicas have
+    /// it, so a failover cannot lose a push the log accepted (0: do not
+    /// wait; a missing replica then costs each push half of
+    /// `--redis-timeout-ms`). See docs/deploy/README.md, "Failover".
+    #[arg(long, env = "TIDINGS_REDIS_LOG_REPLICAS", default_value_t = 0)]
+    pub redis_log_replicas: u32,
+
     /// The name Sentinel knows the master by (with `--redis-sentinels`).
     #[arg(long, env = "TIDINGS_REDIS_SENTINEL_MASTER")]
     pub redis_sentinel_master: Option<String>,

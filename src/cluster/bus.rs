@@ -26,8 +26,9 @@
 //! a breaker remembers that Redis is unreachable: once a command has timed
 //! out or lost its connection, publishes fail at once (the push service
 //! then delivers locally, see `push::emit`) until the heartbeat's PING
-//! answers again. On a cluster the PING goes to every master, so the
-//! breaker is open while any shard is without a master.
+//! answers again. On a cluster the heartbeat asks for `CLUSTER INFO`
+//! instead, so the breaker is open while some slot has no master (from a
+//! master's death until its replica is promoted).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,6 +39,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
     Cmd, ErrorKind, Pipeline, ProtocolVersion, PushInfo, PushKind, RedisError, RedisFuture, Value,
 };
@@ -46,7 +48,14 @@ use tokio::sync::mpsc;
 
 use super::topology::{node_url, RedisTopology};
 
-type Subscribers = RwLock<HashMap<String, mpsc::Sender<ChanItem>>>;
+type Subscribers = RwLock<HashMap<String, Subscription>>;
+
+/// Where a channel's messages go, and how it was subscribed.
+struct Subscription {
+    tx: mpsc::Sender<ChanItem>,
+    /// `SSUBSCRIBE` on a cluster (node-to-node channels).
+    sharded: bool,
+}
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// The longest wait for a command off the push path.
@@ -225,6 +234,33 @@ impl RedisBus {
         self.link.connection()
     }
 
+    /// `WAIT`s until `replicas` replicas of the master holding `key` have
+    /// every write this node sent it so far, for at most half the timeout
+    /// (so a missing replica slows a push down but never trips the
+    /// breaker). Returns how many did. On a cluster the `WAIT` goes to
+    /// the master of `key`'s slot, over the same connection as the write.
+    pub async fn wait_for_replicas(&self, key: &str, replicas: u32) -> Result<u32, RedisError> {
+        let wait_ms = u64::try_from((self.timeout / 2).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(wait_ms);
+        let answer = match self.connection() {
+            BusConnection::Single(mut conn) => {
+                self.bounded(async move { wait.query_async::<Value>(&mut conn).await })
+                    .await?
+            }
+            BusConnection::Cluster(mut conn) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(key, SlotAddr::Master),
+                ));
+                self.bounded(async move { conn.route_command(wait, route).await })
+                    .await?
+            }
+        };
+        redis::from_redis_value(answer).map_err(RedisError::from)
+    }
+
     /// Publishes a text message to the other nodes (`<prefix>:delivery`,
     /// `<prefix>:plain`): sharded on a cluster.
     pub async fn publish_text(&self, channel: &str, message: &str) -> Result<(), RedisError> {
@@ -279,10 +315,11 @@ impl RedisBus {
         sharded: bool,
     ) -> Result<MessageStream<ChanItem>, RedisError> {
         let (tx, rx) = mpsc::channel(size);
+        let sharded = sharded && self.sharded();
         self.subscribers
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(channel.clone(), tx);
+            .insert(channel.clone(), Subscription { tx, sharded });
         match self.connection() {
             BusConnection::Cluster(mut conn) if sharded => {
                 conn.ssubscribe(channel.as_str()).await?
@@ -307,6 +344,11 @@ impl RedisBus {
                 };
                 let up = ping(link.connection(), timeout).await;
                 beats = beats.wrapping_add(1);
+                if let Link::Cluster(conn) = &link {
+                    if up && down.load(Ordering::Relaxed) {
+                        resubscribe_sharded(conn.clone(), &subscribers).await;
+                    }
+                }
                 if let Link::Sentinel(followed) = &link {
                     if !up || beats % SENTINEL_CHECK_EVERY == 0 {
                         follow(followed, &subscribers, timeout).await;
@@ -553,6 +595,32 @@ async fn follow(followed: &Followed, subscribers: &Arc<Subscribers>, timeout: Du
     *followed.current.write().unwrap_or_else(|p| p.into_inner()) = (addr, conn);
 }
 
+/// Subscribes every sharded channel again once a cluster is whole after an
+/// outage. redis-rs moves subscriptions to a slot's new owner when it
+/// refreshes its slot map, but a failover seen only through failed
+/// commands can leave a channel on the dead master (seen in
+/// tests/api/redis_failover.rs). `SSUBSCRIBE` goes to the slot's master of
+/// the moment and is idempotent there. Plain channels are left to redis-rs:
+/// subscribed on two nodes, a broadcast `PUBLISH` would arrive twice.
+async fn resubscribe_sharded(mut conn: ClusterConnection, subscribers: &Subscribers) {
+    let channels: Vec<String> = subscribers
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(_, subscription)| subscription.sharded)
+        .map(|(channel, _)| channel.clone())
+        .collect();
+    for channel in &channels {
+        if let Err(err) = conn.ssubscribe(channel.as_str()).await {
+            tracing::warn!(channel, error = %err, "cannot subscribe again after the outage");
+        }
+    }
+    tracing::info!(
+        channels = channels.len(),
+        "sharded channels subscribed again"
+    );
+}
+
 /// Sets the breaker, logging each change once.
 fn note_health(down: &AtomicBool, up: bool) {
     let was_down = down.swap(!up, Ordering::Relaxed);
@@ -563,12 +631,28 @@ fn note_health(down: &AtomicBool, up: bool) {
     }
 }
 
-/// PING, answered within `timeout` (on a cluster, by every master).
+/// Whether Redis answers within `timeout`: PING for one Redis; for a
+/// cluster, `CLUSTER INFO` from any node saying `cluster_state:ok` (every
+/// slot has a master). Not a PING to every master: redis-rs sends that to
+/// the masters of its own slot map, which still names a dead master until
+/// a keyed command makes it refresh, and the breaker stops those commands.
 async fn ping(mut conn: BusConnection, timeout: Duration) -> bool {
-    let ping = async move { redis::cmd("PING").query_async::<Value>(&mut conn).await };
-    tokio::time::timeout(timeout, ping)
+    let cluster = matches!(conn, BusConnection::Cluster(_));
+    let ask = async move {
+        if cluster {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut conn)
+                .await?;
+            Ok::<bool, RedisError>(info.contains("cluster_state:ok"))
+        } else {
+            redis::cmd("PING").query_async::<Value>(&mut conn).await?;
+            Ok(true)
+        }
+    };
+    tokio::time::timeout(timeout, ask)
         .await
-        .is_ok_and(|answer| answer.is_ok())
+        .is_ok_and(|answer| answer.is_ok_and(|ok| ok))
 }
 
 fn route(push: PushInfo, subscribers: &Subscribers) {
@@ -587,8 +671,8 @@ fn route(push: PushInfo, subscribers: &Subscribers) {
         return;
     };
     let routes = subscribers.read().unwrap_or_else(|p| p.into_inner());
-    if let Some(tx) = routes.get(&channel) {
-        if let Err(err) = tx.try_send((channel, payload)) {
+    if let Some(subscription) = routes.get(&channel) {
+        if let Err(err) = subscription.tx.try_send((channel, payload)) {
             tracing::warn!(error = %err, "Redis subscriber is behind; message dropped");
         }
     }
