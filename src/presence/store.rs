@@ -27,7 +27,7 @@ use entity::now_ms;
 use redis::{RedisError, Script};
 use uuid::Uuid;
 
-use crate::cluster::BusConnection;
+use crate::cluster::{BusConnection, RedisBus};
 
 /// A user went online or offline at `timestamp` (ms since the epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,9 +96,11 @@ impl Store {
     }
 }
 
-/// The Redis side. Clones of one connection (the node's bus) carry it.
+/// The Redis side, over the node's bus. It asks the bus for a connection
+/// at each step rather than keeping one: with Sentinel the bus moves to a
+/// new master after a failover.
 pub struct RedisStore {
-    conn: BusConnection,
+    bus: RedisBus,
     /// `<prefix>:presence:`
     keys: String,
     node: String,
@@ -169,9 +171,9 @@ return {now, dead}
 ";
 
 impl RedisStore {
-    pub fn new(conn: BusConnection, prefix: &str, node: Uuid) -> Self {
+    pub fn new(bus: RedisBus, prefix: &str, node: Uuid) -> Self {
         Self {
-            conn,
+            bus,
             keys: format!("{prefix}:presence:"),
             node: node.to_string(),
             scripts: Scripts {
@@ -182,6 +184,10 @@ impl RedisStore {
                 sweep: Script::new(SWEEP),
             },
         }
+    }
+
+    fn conn(&self) -> BusConnection {
+        self.bus.connection()
     }
 
     fn user_key(&self, user: Uuid) -> String {
@@ -196,7 +202,7 @@ impl RedisStore {
     async fn index(&self, node: &str, user: &str, add: bool) -> Result<(), RedisError> {
         let mut command = redis::cmd(if add { "SADD" } else { "SREM" });
         command.arg(self.node_key(node)).arg(user);
-        command.query_async(&mut self.conn.clone()).await
+        command.query_async(&mut self.conn()).await
     }
 
     /// Takes `node` out of `user`'s set: the offline transition, if this
@@ -207,7 +213,7 @@ impl RedisStore {
             .gone
             .key(self.user_key(user))
             .arg(node)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok((changed == 1).then_some(Transition {
             user,
@@ -235,7 +241,7 @@ impl RedisStore {
             .here
             .key(self.user_key(user))
             .arg(&self.node)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok((changed == 1).then_some(Transition {
             user,
@@ -249,7 +255,7 @@ impl RedisStore {
             .scripts
             .forget
             .key(self.user_key(user))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         let id = user.to_string();
         for node in &nodes {
@@ -270,7 +276,7 @@ impl RedisStore {
         // keys live in different slots. The multiplexed connection still
         // sends them together.
         let asks = users.iter().map(|user| {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             let key = self.user_key(*user);
             async move {
                 redis::cmd("EXISTS")
@@ -290,7 +296,7 @@ impl RedisStore {
             .beat
             .key(self.nodes_key())
             .arg(&self.node)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(added == 1)
     }
@@ -309,14 +315,14 @@ impl RedisStore {
             .key(self.nodes_key())
             .arg(dead_after_ms)
             .arg(leaving.map(|n| n.to_string()).unwrap_or_default())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         let mut went_offline = Vec::new();
         for node in &dead_nodes {
             let index = self.node_key(node);
             let users: Vec<String> = redis::cmd("SMEMBERS")
                 .arg(&index)
-                .query_async(&mut self.conn.clone())
+                .query_async(&mut self.conn())
                 .await?;
             for user in users.iter().filter_map(|u| Uuid::parse_str(u).ok()) {
                 if let Some(transition) = self.release(user, node).await? {
@@ -325,7 +331,7 @@ impl RedisStore {
             }
             redis::cmd("DEL")
                 .arg(&index)
-                .query_async::<()>(&mut self.conn.clone())
+                .query_async::<()>(&mut self.conn())
                 .await?;
         }
         Ok(Sweep {

@@ -102,28 +102,23 @@ pub async fn spawn_cluster_with(
 }
 
 /// A local Redis deployment from `scripts/redis-topologies` (started on
-/// first use; idempotent): `"cluster"` or `"sentinel"`, with `ports` to
-/// start a private one (e.g. one a test kills a master of). Returns the
+/// first use; idempotent): `"cluster"` or `"sentinel"`. Returns the
 /// script's variables (`TIDINGS_TEST_REDIS_*`).
-pub fn redis_topology(
+pub fn redis_topology(which: &str) -> std::collections::HashMap<String, String> {
+    redis_topology_with(which, &[])
+}
+
+/// `redis_topology` with the script's environment (`env`: e.g. other
+/// ports and directory, for a private deployment a test kills a master of).
+pub fn redis_topology_with(
     which: &str,
-    ports: Option<&str>,
+    env: &[(&str, String)],
 ) -> std::collections::HashMap<String, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-topologies");
     let run = |action: &str| {
         let mut command = std::process::Command::new(script);
         command.args([action, which]);
-        if let Some(ports) = ports {
-            let var = if which == "cluster" {
-                "TIDINGS_REDIS_CLUSTER_PORTS"
-            } else {
-                "TIDINGS_REDIS_SENTINEL_PORTS"
-            };
-            command.env(var, ports).env(
-                "TIDINGS_REDIS_TOPOLOGY_DIR",
-                std::env::temp_dir().join(format!("tidings-redis-{}", ports.replace(' ', "-"))),
-            );
-        }
+        command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let output = command.output().expect("scripts/redis-topologies runs");
         assert!(
             output.status.success(),

@@ -1,6 +1,7 @@
 //! Losing a Redis master while pushes flow: on a private Redis Cluster
-//! (ports 7111-7116, so the shared one the other tests use keeps its
-//! masters), the master holding a user's log is killed with SIGKILL while
+//! (ports 7111-7116) and a private Sentinel set-up (7211-7212,
+//! 27211-27213), so the shared ones the other tests use keep their
+//! masters, the master holding a user's log is killed with SIGKILL while
 //! one node takes a push every 40 ms and the user's socket sits on the
 //! other node. Delivery must resume by itself once a replica is promoted,
 //! and no push the log accepted (every push that reached the socket with
@@ -17,25 +18,69 @@ use serde_json::json;
 use crate::durable::*;
 use crate::helpers::*;
 
-const PORTS: &str = "7111 7112 7113 7114 7115 7116";
+const CLUSTER_PORTS: &str = "7111 7112 7113 7114 7115 7116";
+const SENTINEL_DATA_PORTS: &str = "7211 7212";
+const SENTINEL_PORTS: &str = "27211 27212 27213";
 const EVERY: Duration = Duration::from_millis(40);
 
-/// Stops the private cluster however the test ends.
-struct PrivateCluster;
+/// A private deployment: its script environment, stopped (`down`) however
+/// the test ends.
+struct Private {
+    which: &'static str,
+    env: Vec<(&'static str, String)>,
+}
 
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-topologies");
-        let _ = std::process::Command::new(script)
-            .args(["down", "cluster"])
-            .env("TIDINGS_REDIS_CLUSTER_PORTS", PORTS)
-            .env("TIDINGS_REDIS_TOPOLOGY_DIR", topology_dir())
-            .status();
+impl Private {
+    fn cluster() -> Self {
+        Self::new(
+            "cluster",
+            vec![("TIDINGS_REDIS_CLUSTER_PORTS", CLUSTER_PORTS.into())],
+        )
+    }
+
+    fn sentinel() -> Self {
+        Self::new(
+            "sentinel",
+            vec![
+                (
+                    "TIDINGS_REDIS_SENTINEL_DATA_PORTS",
+                    SENTINEL_DATA_PORTS.into(),
+                ),
+                ("TIDINGS_REDIS_SENTINEL_PORTS", SENTINEL_PORTS.into()),
+            ],
+        )
+    }
+
+    fn new(which: &'static str, mut env: Vec<(&'static str, String)>) -> Self {
+        let dir = std::env::temp_dir().join(format!("tidings-redis-failover-{which}"));
+        env.push(("TIDINGS_REDIS_TOPOLOGY_DIR", dir.display().to_string()));
+        Self { which, env }
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(&self.env.last().expect("dir").1)
+    }
+
+    /// SIGKILLs the server on `port`.
+    fn kill(&self, port: u16) {
+        let pid = std::fs::read_to_string(self.dir().join(port.to_string()).join("pid"))
+            .expect("the server's pid file");
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
     }
 }
 
-fn topology_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("tidings-redis-{}", PORTS.replace(' ', "-")))
+impl Drop for Private {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-topologies");
+        let _ = std::process::Command::new(script)
+            .args(["down", self.which])
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .status();
+    }
 }
 
 /// The port of the master serving `key`'s slot, from `CLUSTER SLOTS`.
@@ -73,8 +118,8 @@ async fn master_of(key: &str, any_node: &str) -> u16 {
 
 #[tokio::test]
 async fn a_killed_cluster_master_pauses_delivery_but_loses_no_push_the_log_accepted() {
-    let vars = redis_topology("cluster", Some(PORTS));
-    let _cleanup = PrivateCluster;
+    let private = Private::cluster();
+    let vars = redis_topology_with("cluster", &private.env);
     let seeds: Vec<String> = vars["TIDINGS_TEST_REDIS_CLUSTER_NODES"]
         .split(',')
         .map(str::to_owned)
@@ -85,6 +130,52 @@ async fn a_killed_cluster_master_pauses_delivery_but_loses_no_push_the_log_accep
         config.redis_log_replicas = 1;
     })
     .await;
+    let any_node = vars["TIDINGS_TEST_REDIS_URL"].clone();
+    let private = &private;
+    pushes_survive_the_loss_of_a_master(&nodes, "cluster", |log_key| async move {
+        let victim = master_of(&log_key, &any_node).await;
+        private.kill(victim);
+        victim
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_killed_sentinel_master_pauses_delivery_but_loses_no_push_the_log_accepted() {
+    let private = Private::sentinel();
+    let vars = redis_topology_with("sentinel", &private.env);
+    let sentinels: Vec<String> = vars["TIDINGS_TEST_REDIS_SENTINELS"]
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let master = vars["TIDINGS_TEST_REDIS_SENTINEL_MASTER"].clone();
+    let (nodes, _db) = spawn_cluster_with(2, "", |config| {
+        config.redis_url = None;
+        config.redis_sentinels = sentinels.clone();
+        config.redis_sentinel_master = Some(master.clone());
+        config.redis_log_replicas = 1;
+    })
+    .await;
+    let port: u16 = vars["TIDINGS_TEST_REDIS_URL"]
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the master's port");
+    let private = &private;
+    pushes_survive_the_loss_of_a_master(&nodes, "sentinel", |_| async move {
+        private.kill(port);
+        port
+    })
+    .await;
+}
+
+/// Pushes flow from node A to the user's socket on node B; `kill`, given
+/// the user's log key, kills the master holding it and says its port.
+async fn pushes_survive_the_loss_of_a_master<F, Fut>(nodes: &[TestApp], what: &str, kill: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
     let (a, b) = (&nodes[0], &nodes[1]);
     let user = a.sign_up("failover").await;
     let mut socket = b.authed_socket(&user, Transport::WebSocket).await;
@@ -127,23 +218,13 @@ async fn a_killed_cluster_master_pauses_delivery_but_loses_no_push_the_log_accep
         take(&mut received, next_push(&mut socket).await);
     }
 
-    let victim = master_of(
-        &format!(
-            "{}:{{u:{}}}:log",
-            a.redis_prefix.as_deref().expect("prefix"),
-            user.id
-        ),
-        &vars["TIDINGS_TEST_REDIS_URL"],
-    )
-    .await;
-    let pid = std::fs::read_to_string(topology_dir().join(victim.to_string()).join("pid"))
-        .expect("the master's pid file");
+    let log_key = format!(
+        "{}:{{u:{}}}:log",
+        a.redis_prefix.as_deref().expect("prefix"),
+        user.id
+    );
     let killed_at = Instant::now();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    let victim = kill(log_key).await;
 
     // Delivery resumes by itself: pushes arrive again after the kill.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -204,7 +285,7 @@ async fn a_killed_cluster_master_pauses_delivery_but_loses_no_push_the_log_accep
         );
     }
     eprintln!(
-        "failover: master :{victim} killed; delivery paused {:.2} s; {} pushes sent, {} reached the other node's socket, {} not (sent while no master held the user's slot: delivered to node A's sockets only, unlogged)",
+        "failover ({what}): master :{victim} killed; delivery paused {:.2} s; {} pushes sent, {} reached the other node's socket, {} not (sent while the user's log had no master: delivered to node A's sockets only, unlogged)",
         pause.as_secs_f64(),
         total,
         received.len(),

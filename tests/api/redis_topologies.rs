@@ -60,7 +60,7 @@ async fn pushes_cross_nodes(nodes: &[TestApp], publish_at: &str) {
 
 #[tokio::test]
 async fn on_a_redis_cluster_pushes_cross_nodes_over_sharded_channels() {
-    let vars = redis_topology("cluster", None);
+    let vars = redis_topology("cluster");
     let (nodes, _db) = spawn_on_redis_cluster(2, &vars).await;
     // The nodes were given the first three seeds; a backend publishes to
     // the last node of the cluster, a replica's port included in none.
@@ -72,7 +72,7 @@ async fn on_a_redis_cluster_pushes_cross_nodes_over_sharded_channels() {
 
 #[tokio::test]
 async fn on_sentinel_pushes_cross_nodes_through_the_named_master() {
-    let vars = redis_topology("sentinel", None);
+    let vars = redis_topology("sentinel");
     let (nodes, _db) = spawn_on_sentinel(2, &vars).await;
     pushes_cross_nodes(&nodes, &vars["TIDINGS_TEST_REDIS_URL"]).await;
 }
@@ -114,7 +114,7 @@ async fn a_node_refuses_to_start_when_no_cluster_seed_answers_or_a_seed_is_no_cl
 
 #[tokio::test]
 async fn a_node_refuses_to_start_on_a_sentinel_that_knows_no_such_master() {
-    let vars = redis_topology("sentinel", None);
+    let vars = redis_topology("sentinel");
     let sentinels: Vec<String> = vars["TIDINGS_TEST_REDIS_SENTINELS"]
         .split(',')
         .map(str::to_owned)
