@@ -45,6 +45,10 @@ enum Cmd {
     /// push-latency and fanout on two nodes, on one Redis and on a Redis
     /// Cluster (`--redis-cluster-nodes`), in one run.
     RedisTopologies(Common),
+    /// Note sync (`/notes`): `--n` idle users, `--pairs` users with two
+    /// devices; note_update → note_sync latency at `--rate`, then updates/s
+    /// in a closed loop (`--seconds` each), on `--db`.
+    NoteSync(Common),
     /// Every scenario, with per-scenario sizes.
     All(AllArgs),
     /// Writes docs/benchmarks.md (and PNG charts) from a results CSV.
@@ -205,6 +209,7 @@ fn settings(c: &Common, jitter_secs: u64) -> Result<Settings> {
             log_depths: c.log_depths.clone(),
         },
         resume_window_secs: c.resume_window_secs,
+        server_env: Vec::new(),
     })
 }
 
@@ -250,7 +255,8 @@ async fn main() -> Result<()> {
         | Cmd::RedisTopologies(c)
         | Cmd::Jitter(c)
         | Cmd::Avalanche(c)
-        | Cmd::LogCost(c) => (c.clone(), None),
+        | Cmd::LogCost(c)
+        | Cmd::NoteSync(c) => (c.clone(), None),
     };
     let jitter_secs = match &cli.command {
         Cmd::All(a) => a.jitter_secs,
@@ -324,6 +330,16 @@ async fn main() -> Result<()> {
             run("log-cost", &s, &targets, &mut rows, async |s, t| {
                 delivery::log_cost(s, t, n).await
             })
+            .await
+        }
+        Cmd::NoteSync(_) => {
+            run(
+                "note-sync",
+                &s,
+                &[Target::Tidings],
+                &mut rows,
+                async |s, _| tidings_bench::notes::note_sync(s, n).await,
+            )
             .await
         }
         Cmd::All(a) => {

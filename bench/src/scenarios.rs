@@ -53,6 +53,8 @@ pub struct Settings {
     pub durable: crate::delivery::DurableSettings,
     /// `TIDINGS_RESUME_WINDOW_SECS` for the servers (None: their default).
     pub resume_window_secs: Option<u64>,
+    /// More environment for Tidings servers (a scenario's own settings).
+    pub server_env: Vec<(String, String)>,
 }
 
 pub(crate) struct Deployment {
@@ -160,6 +162,7 @@ pub(crate) async fn deploy(
                         redis: (nodes > 1).then_some((s.redis_url.as_str(), prefix.as_str())),
                         redis_cluster: s.redis_cluster_nodes.as_deref(),
                         resume_window_secs: s.resume_window_secs,
+                        env: &s.server_env,
                     })
                     .await?
                 }

@@ -153,6 +153,8 @@ pub struct TidingsOptions<'a> {
     /// With `redis`: join this Redis Cluster (seeds) instead of its URL.
     pub redis_cluster: Option<&'a str>,
     pub resume_window_secs: Option<u64>,
+    /// Set last, so it overrides the defaults above.
+    pub env: &'a [(String, String)],
 }
 
 /// Starts `cmd` as the server `target` listening on `port`, its output in a
@@ -204,6 +206,9 @@ pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
             None => cmd.env("REDIS_URL", url),
         };
         cmd.env("TIDINGS_REDIS_PREFIX", prefix);
+    }
+    for (name, value) in o.env {
+        cmd.env(name, value);
     }
     let server = launch(Target::Tidings, cmd, port)?;
     wait_http_ready(&server, "/readyz").await?;
