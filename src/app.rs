@@ -38,7 +38,7 @@ pub enum StartError {
     #[error("authenticator: {0}")]
     Auth(#[from] AuthError),
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] crate::cluster::BusError),
     #[error("JWT: {0}")]
     Jwt(#[from] crate::auth::jwt::JwtConfigError),
     #[error("Socket.IO adapter: {0}")]
@@ -109,7 +109,7 @@ impl Application {
                 bus,
             )
         };
-        let (state, router, schema) = match &config.redis_url {
+        let (state, router, schema) = match config.redis_topology() {
             None => {
                 let (layer, io) = socket_io(&config).build_layer();
                 let log = SqlLog::new(db.clone(), config.retention());
@@ -125,8 +125,8 @@ impl Application {
                     serve_stack(&state, layer, engine, gateway::directory(io), &config)?;
                 (state, router, schema)
             }
-            Some(url) => {
-                let bus = RedisBus::connect(url, config.redis_timeout()).await?;
+            Some(topology) => {
+                let bus = RedisBus::connect(&topology, config.redis_timeout()).await?;
                 auth.share_verifications(SharedVerifications::new(
                     bus.clone(),
                     &config.redis_prefix,
@@ -137,7 +137,12 @@ impl Application {
                 let (layer, io) = socket_io(&config)
                     .with_adapter::<ClusterAdapter>(adapter)
                     .build_layer();
-                let log = RedisLog::new(bus.clone(), &config.redis_prefix, config.retention());
+                let log = RedisLog::new(
+                    bus.clone(),
+                    &config.redis_prefix,
+                    config.retention(),
+                    config.redis_log_replicas,
+                );
                 let channel = DeliveryChannel::new(bus.clone(), &config.redis_prefix, node_id);
                 let plain_channel = PlainChannel::new(bus.clone(), &config.redis_prefix, node_id);
                 let push = PushService::cluster(

@@ -42,6 +42,9 @@ enum Cmd {
     /// Bytes per retained push in Redis (`MEMORY USAGE`). `--n` (users)
     /// defaults to BENCH_LOG_USERS or 1000.
     LogCost(Common),
+    /// push-latency and fanout on two nodes, on one Redis and on a Redis
+    /// Cluster (`--redis-cluster-nodes`), in one run.
+    RedisTopologies(Common),
     /// Note sync (`/notes`): `--n` idle users, `--pairs` users with two
     /// devices; note_update → note_sync latency at `--rate`, then updates/s
     /// in a closed loop (`--seconds` each), on `--db`.
@@ -80,6 +83,14 @@ struct Common {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
+    /// redis-topologies: seeds of the Redis Cluster to compare with one
+    /// Redis (`scripts/redis-topologies up cluster` starts this one).
+    #[arg(
+        long,
+        env = "BENCH_REDIS_CLUSTER_NODES",
+        default_value = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
+    )]
+    redis_cluster_nodes: String,
     /// push-latency: sendMessage requests per second.
     #[arg(long, env = "BENCH_RATE", default_value_t = 200)]
     rate: u32,
@@ -181,6 +192,7 @@ fn settings(c: &Common, jitter_secs: u64) -> Result<Settings> {
             .unwrap_or_else(servers::default_floor_bin),
         pg_admin_url: c.postgres_url.clone(),
         redis_url: c.redis_url.clone(),
+        redis_cluster_nodes: None,
         rate: c.rate,
         seconds: c.seconds.unwrap_or(10),
         pairs: c.pairs,
@@ -240,6 +252,7 @@ async fn main() -> Result<()> {
         | Cmd::PushLatency(c)
         | Cmd::Fanout(c)
         | Cmd::Cluster(c)
+        | Cmd::RedisTopologies(c)
         | Cmd::Jitter(c)
         | Cmd::Avalanche(c)
         | Cmd::LogCost(c)
@@ -288,6 +301,13 @@ async fn main() -> Result<()> {
         Cmd::Cluster(_) => {
             run("cluster", &s, &targets, &mut rows, async |s, t| {
                 scenarios::cluster(s, t, n, n).await
+            })
+            .await
+        }
+        Cmd::RedisTopologies(c) => {
+            let seeds = c.redis_cluster_nodes.clone();
+            run("redis-topologies", &s, &targets, &mut rows, async |s, t| {
+                scenarios::redis_topologies(s, t, n, &seeds).await
             })
             .await
         }

@@ -29,6 +29,8 @@ mod plain;
 mod plain_identity;
 mod presence;
 mod pushes;
+mod redis_failover;
+mod redis_topologies;
 mod rooms;
 mod social_client;
 mod socket_auth;
