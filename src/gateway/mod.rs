@@ -29,10 +29,9 @@ pub(crate) mod resume;
 mod rooms;
 mod session;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::ConnectInfo;
 use axum::http;
 
 use serde_json::Value;
@@ -69,6 +68,34 @@ pub fn register<A: Adapter + DefinedAdapter>(
         async move { on_connect(s, auth, pending).await }
     };
     io.ns("/", on_connect.with(attach))
+}
+
+/// Drain (see `crate::drain`): saves where the socket stopped in its
+/// user's log, then cuts its transport, so the client reconnects by itself
+/// (to another node) and resumes from there. Cutting the TCP connection is
+/// what makes a Socket.IO client reconnect: a server DISCONNECT packet
+/// would make it stop for good ("io server disconnect").
+pub async fn move_elsewhere<A: Adapter>(s: &SocketRef<A>, app: &AppState) {
+    let Some(session) = s.extensions.get::<Arc<Session>>() else {
+        cut_transport_of_handshake(s);
+        return;
+    };
+    if let Some((user, place)) = session.cursor().place_to_leave() {
+        session.leave_place(app, user, place).await;
+    }
+    session.cut_transport(s);
+}
+
+/// Cuts the connection the socket's handshake came on; false if there was
+/// none to cut.
+fn cut_transport_of_handshake<A: Adapter>(s: &SocketRef<A>) -> bool {
+    match crate::connections::Peer::of(&s.req_parts().extensions) {
+        Some(peer) => {
+            peer.sever.sever();
+            true
+        }
+        None => false,
+    }
 }
 
 /// Saves every socket's place in its user's log now and then (see
@@ -275,7 +302,7 @@ pub fn directory<A: Adapter>(io: SocketIo<A>) -> SocketDirectory {
 /// everyone together). An untrusted peer's header is ignored: anyone can
 /// write one.
 pub fn client_addr(parts: &http::request::Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let peer = crate::connections::Peer::of(&parts.extensions)?.addr.ip();
     if !trusted.contains(&peer) {
         return Some(peer);
     }

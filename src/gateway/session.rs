@@ -58,6 +58,10 @@ pub struct Session {
     /// The browser this socket is, by its device cookie: where it stops is
     /// where it resumes after a reconnect.
     device: Mutex<Option<String>>,
+    /// The connection of the session's WebSocket upgrade, when it came on
+    /// another connection than the handshake (long-polling first): cut with
+    /// it when the socket is made to reconnect (see `cut_transport`).
+    upgraded_on: Mutex<Option<crate::connections::Sever>>,
 }
 
 /// What a socket signs in with: its Tidings id and secret, or a JWT from an
@@ -114,6 +118,29 @@ impl Session {
             deadline_lifted: tokio::sync::Notify::new(),
             cursor,
             device: Mutex::new(device),
+            upgraded_on: Mutex::new(None),
+        }
+    }
+
+    /// Cuts the socket's transport at the TCP level (see `connections`):
+    /// the connection of its handshake and that of its WebSocket upgrade.
+    /// The client sees its transport close and reconnects by itself. A
+    /// long-polling session whose requests come on other connections is
+    /// left to the next close of the whole server or its heartbeat.
+    pub fn cut_transport<A: Adapter>(&self, s: &SocketRef<A>) {
+        let upgraded = self
+            .upgraded_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(sever) = &upgraded {
+            sever.sever();
+        }
+        if !super::cut_transport_of_handshake(s) && upgraded.is_none() {
+            tracing::debug!(socket_id = %s.id, "no connection to cut: disconnecting instead");
+            if let Err(err) = s.clone().disconnect() {
+                tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
+            }
         }
     }
 
@@ -227,6 +254,9 @@ impl Session {
     /// upgrade of a browser page on another origin): its device, and
     /// credential cookies that authenticate the socket if nothing did yet.
     pub async fn carried<A: Adapter>(&self, s: &SocketRef<A>, carried: Carried) {
+        if let Some(sever) = carried.connection {
+            *self.upgraded_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(sever);
+        }
         if let Some(device) = carried.device {
             *self.device.lock().unwrap_or_else(|p| p.into_inner()) = Some(device);
         }
