@@ -24,6 +24,7 @@ mod chats;
 mod checkpoints;
 mod engine_requests;
 mod handshake;
+mod kicks;
 mod relay;
 pub(crate) mod resume;
 mod rooms;
@@ -58,9 +59,11 @@ pub fn register<A: Adapter + DefinedAdapter>(
     pending: &PendingUpgrades,
 ) -> A::InitRes {
     let app = app.downgrade();
+    let kicks = kicks::Kicks::default();
     let attach = move |s: SocketRef<A>| {
         let app = app.clone();
-        async move { attach(&s, app) }
+        let kicks = kicks.clone();
+        async move { attach(&s, app, kicks) }
     };
     let pending = pending.clone();
     let on_connect = move |s: SocketRef<A>, auth: TryData<Value>| {
@@ -141,7 +144,18 @@ pub fn engine_request_layer<A: Adapter>(
 /// per registered event on every socket; one dispatcher keeps that to one
 /// box, about half a KiB less per idle connection (docs/benchmarks.md), and
 /// puts the event table in one `match`.
-fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'static str> {
+fn attach<A: Adapter>(
+    s: &SocketRef<A>,
+    app: WeakAppState,
+    kicks: kicks::Kicks,
+) -> Result<(), &'static str> {
+    if kicks.is_kicked(s.id) {
+        // A CONNECT again on a connection whose socket was kicked: no fresh
+        // session (see `kicks`); the connection goes now.
+        tracing::info!(socket_id = %s.id, "connect on a kicked connection refused");
+        cut_transport_of_handshake(s);
+        return Err("this connection was cut off");
+    }
     let app = app.upgrade().ok_or("the server is shutting down")?;
     let cursor = Arc::new(Cursor::default());
     let device = s
@@ -154,6 +168,7 @@ fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'stati
         client_addr(s.req_parts(), &app.config().trusted_proxies),
         cursor.clone(),
         device,
+        kicks,
     ));
     s.on_fallback({
         let session = session.clone();

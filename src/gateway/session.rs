@@ -62,6 +62,8 @@ pub struct Session {
     /// another connection than the handshake (long-polling first): cut with
     /// it when the socket is made to reconnect (see `cut_transport`).
     upgraded_on: Mutex<Option<crate::connections::Sever>>,
+    /// Where a kick is recorded, so that the connection cannot start over.
+    kicks: super::kicks::Kicks,
 }
 
 /// What a socket signs in with: its Tidings id and secret, or a JWT from an
@@ -101,6 +103,7 @@ impl Session {
         addr: Option<IpAddr>,
         cursor: Arc<Cursor>,
         device: Option<String>,
+        kicks: super::kicks::Kicks,
     ) -> Self {
         let config = app.config();
         Self {
@@ -119,6 +122,29 @@ impl Session {
             cursor,
             device: Mutex::new(device),
             upgraded_on: Mutex::new(None),
+            kicks,
+        }
+    }
+
+    /// Disconnects the socket for good: its Engine.IO connection may not
+    /// CONNECT again and is cut after a grace (see `kicks`), so flooding,
+    /// failed attempts and the deadline cannot be reset by a re-CONNECT.
+    pub fn kick<A: Adapter>(&self, s: &SocketRef<A>) {
+        let mut connections: Vec<_> = crate::connections::Peer::of(&s.req_parts().extensions)
+            .map(|peer| peer.sever.clone())
+            .into_iter()
+            .collect();
+        if let Some(upgraded) = self
+            .upgraded_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            connections.push(upgraded);
+        }
+        self.kicks.kick(s.id, connections);
+        if let Err(err) = s.clone().disconnect() {
+            tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
         }
     }
 
@@ -178,9 +204,7 @@ impl Session {
         }
         if refused >= self.flood_limit {
             tracing::warn!(socket_id = %s.id, refused, "socket keeps flooding, disconnecting");
-            if let Err(err) = s.clone().disconnect() {
-                tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
-            }
+            self.kick(s);
         }
         None
     }
@@ -533,9 +557,7 @@ impl Session {
 
     fn disconnect_if_cut_off<A: Adapter>(&self, s: &SocketRef<A>) {
         if self.cut_off.load(Ordering::Relaxed) {
-            if let Err(err) = s.clone().disconnect() {
-                tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
-            }
+            self.kick(s);
         }
     }
 
@@ -556,9 +578,7 @@ impl Session {
             if s.connected() && self.bound_user(&s).is_none() {
                 tracing::info!(socket_id = %s.id, "authentication deadline passed, disconnecting");
                 emit_error(&s, "authentication deadline passed");
-                if let Err(err) = s.disconnect() {
-                    tracing::debug!(error = %err, "socket already gone");
-                }
+                self.kick(&s);
             }
         });
     }
