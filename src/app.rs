@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::{AuthError, Authenticator, SharedVerifications};
 use crate::cluster::{ClusterAdapter, RedisBus};
 use crate::config::{Config, ConfigError};
 use crate::delivery::{DeliveryChannel, PushLog, RedisLog, SqlLog};
@@ -134,6 +134,10 @@ impl Application {
             }
             Some(url) => {
                 let bus = RedisBus::connect(url, config.redis_timeout()).await?;
+                auth.share_verifications(SharedVerifications::new(
+                    bus.clone(),
+                    &config.redis_prefix,
+                ));
                 let adapter_config =
                     RedisAdapterConfig::new().with_prefix(format!("{}:sio", config.redis_prefix));
                 let adapter = RedisAdapterCtr::new_with_driver(bus.clone(), adapter_config);

@@ -266,6 +266,26 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_PLAIN_IDLE_TIMEOUT_SECS", default_value_t = 120)]
     pub plain_idle_timeout_secs: u64,
 
+    /// Note sync (`/notes`): seconds a new connection has to send `auth`
+    /// before it is told so and closed.
+    #[arg(long, env = "TIDINGS_NOTES_AUTH_TIMEOUT_SECS", default_value_t = 30)]
+    pub notes_auth_timeout_secs: u64,
+
+    /// Note sync: most authenticated plain connections (`/notes` and `/ws`
+    /// together) one user may hold on one node when a `/notes` connection
+    /// authenticates.
+    #[arg(
+        long,
+        env = "TIDINGS_NOTES_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 20
+    )]
+    pub notes_max_connections_per_user: usize,
+
+    /// Note sync: most messages one connection may send in any 60 s
+    /// (counted before authentication too).
+    #[arg(long, env = "TIDINGS_NOTES_MESSAGES_PER_MINUTE", default_value_t = 300)]
+    pub notes_messages_per_minute: usize,
+
     /// Shared secret of HS256 tokens (32 bytes at least).
     #[arg(long, env = "TIDINGS_JWT_HS256_SECRET", hide_env_values = true)]
     pub jwt_hs256_secret: Option<String>,
@@ -388,6 +408,15 @@ impl Config {
                 self.plain_max_connections_per_user as u64,
             ),
             ("--plain-idle-timeout-secs", self.plain_idle_timeout_secs),
+            ("--notes-auth-timeout-secs", self.notes_auth_timeout_secs),
+            (
+                "--notes-max-connections-per-user",
+                self.notes_max_connections_per_user as u64,
+            ),
+            (
+                "--notes-messages-per-minute",
+                self.notes_messages_per_minute as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));

@@ -46,6 +46,10 @@ enum Cmd {
     /// Bytes per retained push in Redis (`MEMORY USAGE`). `--n` (users)
     /// defaults to BENCH_LOG_USERS or 1000.
     LogCost(Common),
+    /// Note sync (`/notes`): `--n` idle users, `--pairs` users with two
+    /// devices; note_update → note_sync latency at `--rate`, then updates/s
+    /// in a closed loop (`--seconds` each), on `--db`.
+    NoteSync(Common),
     /// Every scenario, with per-scenario sizes.
     All(AllArgs),
     /// Writes docs/benchmarks.md (and PNG charts) from a results CSV.
@@ -197,6 +201,7 @@ fn settings(c: &Common, jitter_secs: u64) -> Result<Settings> {
             log_depths: c.log_depths.clone(),
         },
         resume_window_secs: c.resume_window_secs,
+        server_env: Vec::new(),
     })
 }
 
@@ -242,7 +247,8 @@ async fn main() -> Result<()> {
         | Cmd::Jitter(c)
         | Cmd::Avalanche(c)
         | Cmd::Drain(c)
-        | Cmd::LogCost(c) => (c.clone(), None),
+        | Cmd::LogCost(c)
+        | Cmd::NoteSync(c) => (c.clone(), None),
     };
     let jitter_secs = match &cli.command {
         Cmd::All(a) => a.jitter_secs,
@@ -316,6 +322,16 @@ async fn main() -> Result<()> {
             run("log-cost", &s, &targets, &mut rows, async |s, t| {
                 delivery::log_cost(s, t, n).await
             })
+            .await
+        }
+        Cmd::NoteSync(_) => {
+            run(
+                "note-sync",
+                &s,
+                &[Target::Tidings],
+                &mut rows,
+                async |s, _| tidings_bench::notes::note_sync(s, n).await,
+            )
             .await
         }
         Cmd::All(a) => {

@@ -50,6 +50,8 @@ pub struct Settings {
     pub durable: crate::delivery::DurableSettings,
     /// `TIDINGS_RESUME_WINDOW_SECS` for the servers (None: their default).
     pub resume_window_secs: Option<u64>,
+    /// More environment for Tidings servers (a scenario's own settings).
+    pub server_env: Vec<(String, String)>,
 }
 
 pub(crate) struct Deployment {
@@ -156,6 +158,7 @@ pub(crate) async fn deploy(
                         database_url: &url,
                         redis: (nodes > 1).then_some((s.redis_url.as_str(), prefix.as_str())),
                         resume_window_secs: s.resume_window_secs,
+                        env: &s.server_env,
                     })
                     .await?
                 }

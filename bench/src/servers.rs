@@ -174,6 +174,8 @@ pub struct TidingsOptions<'a> {
     pub database_url: &'a str,
     pub redis: Option<(&'a str, &'a str)>,
     pub resume_window_secs: Option<u64>,
+    /// Set last, so it overrides the defaults above.
+    pub env: &'a [(String, String)],
 }
 
 /// Starts `cmd` as the server `target` listening on `port`, its output in a
@@ -219,6 +221,9 @@ pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
     if let Some((url, prefix)) = o.redis {
         cmd.env("REDIS_URL", url)
             .env("TIDINGS_REDIS_PREFIX", prefix);
+    }
+    for (name, value) in o.env {
+        cmd.env(name, value);
     }
     let server = launch(Target::Tidings, cmd, port)?;
     wait_http_ready(&server, "/readyz").await?;

@@ -53,6 +53,7 @@ fn settings() -> Option<Settings> {
             log_depths: vec![1, 3],
         },
         resume_window_secs: None,
+        server_env: Vec::new(),
     })
 }
 

@@ -11,6 +11,8 @@ mod credentials;
 pub mod jwt;
 mod kdf;
 pub mod outside;
+mod shared_verifications;
 
 pub use authenticator::{AuthError, Authenticator, Blocked};
 pub use credentials::{parse_user_id, Credentials, CredentialsError, Secret};
+pub use shared_verifications::SharedVerifications;

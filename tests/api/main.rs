@@ -3,6 +3,7 @@
 
 mod client;
 mod helpers;
+mod notes_client;
 mod plain_client;
 
 mod admin;
@@ -19,6 +20,7 @@ mod health;
 mod limits;
 mod metrics;
 mod mutation_rate;
+mod notes;
 mod openapi;
 mod origin;
 mod outages;
