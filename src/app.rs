@@ -27,6 +27,7 @@ use crate::plain::PlainChannel;
 use crate::presence::Presence;
 use crate::push::PushService;
 use crate::state::AppState;
+use crate::tasks::Tasks;
 use crate::{backend_push, gateway, persistence};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +57,7 @@ pub enum StartError {
 }
 
 pub struct Application {
-    listener: TcpListener,
+    listener: crate::connections::Listener,
     router: axum::Router,
     state: AppState,
     schema: graphql::TidingsSchema,
@@ -90,6 +91,7 @@ impl Application {
         )
         .await?;
 
+        let tasks = Tasks::default();
         let parts = |push: PushService, bus: Option<RedisBus>| {
             let presence = Presence::start(
                 &config,
@@ -98,6 +100,7 @@ impl Application {
                 bus.as_ref(),
                 node_id,
                 metrics.clone(),
+                &tasks,
             );
             AppState::new(
                 config.clone(),
@@ -107,19 +110,23 @@ impl Application {
                 push,
                 presence,
                 bus,
+                tasks.clone(),
             )
         };
         let (state, router, schema) = match config.redis_topology() {
             None => {
                 let (layer, io) = socket_io(&config).build_layer();
                 let log = SqlLog::new(db.clone(), config.retention());
-                tokio::spawn(sweep_log(log.clone(), config.retention().window));
+                tasks.spawn(
+                    "push log sweep",
+                    sweep_log(log.clone(), config.retention().window),
+                );
                 let push = PushService::in_process(io.clone(), PushLog::Sql(log), metrics.clone());
                 let state = parts(push, None);
                 state.metrics().set_census(gateway::census(io.clone()));
                 let pending = PendingUpgrades::default();
                 gateway::register(&io, &state, &pending);
-                tokio::spawn(gateway::keep_checkpoints(io.clone(), &state));
+                tasks.spawn("checkpoints", gateway::keep_checkpoints(io.clone(), &state));
                 let engine = gateway::engine_request_layer(io.clone(), &state, pending);
                 let (router, schema) =
                     serve_stack(&state, layer, engine, gateway::directory(io), &config)?;
@@ -154,15 +161,27 @@ impl Application {
                 );
                 let state = parts(push, Some(bus));
                 state.metrics().set_census(gateway::census(io.clone()));
-                tokio::spawn(backend_push::listener::listen(state.clone()));
-                tokio::spawn(listen_for_logged_pushes(channel, state.push().clone()));
-                tokio::spawn(listen_for_plain_ops(plain_channel, state.push().clone()));
+                tasks.spawn(
+                    "BackgroundPush listener",
+                    backend_push::listener::listen(state.clone()),
+                );
+                tasks.spawn(
+                    "delivery channel listener",
+                    listen_for_logged_pushes(channel, state.push().clone()),
+                );
+                tasks.spawn(
+                    "plain channel listener",
+                    listen_for_plain_ops(plain_channel, state.push().clone()),
+                );
                 let pending = PendingUpgrades::default();
                 gateway::register(&io, &state, &pending)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
-                tokio::spawn(gateway::keep_checkpoints(io.clone(), &state));
-                crate::cluster::node_stats::spawn(state.downgrade());
+                tasks.spawn("checkpoints", gateway::keep_checkpoints(io.clone(), &state));
+                tasks.spawn(
+                    "node stats",
+                    crate::cluster::node_stats::publish(state.downgrade()),
+                );
                 let engine = gateway::engine_request_layer(io.clone(), &state, pending);
                 let (router, schema) =
                     serve_stack(&state, layer, engine, gateway::directory(io), &config)?;
@@ -178,7 +197,7 @@ impl Application {
                     source,
                 })?;
         Ok(Self {
-            listener,
+            listener: crate::connections::Listener::new(listener),
             router,
             state,
             schema,
@@ -186,8 +205,7 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
+        axum::serve::Listener::local_addr(&self.listener)
             .map(|a| a.port())
             .unwrap_or_default()
     }
@@ -200,25 +218,25 @@ impl Application {
         &self.schema
     }
 
-    /// Serves until `shutdown` resolves, then closes every socket (their
-    /// disconnect handlers run) and lets in-flight HTTP requests finish.
+    /// Serves until `shutdown` resolves, then drains (see `drain`: readiness
+    /// off, clients moved elsewhere over `--drain-window-secs`, places in
+    /// the log saved, background tasks awaited) and lets in-flight HTTP
+    /// requests finish.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let addr = self.listener.local_addr()?;
+        let addr = axum::serve::Listener::local_addr(&self.listener)?;
         tracing::info!(%addr, node_id = %self.state.node_id(), "tidings is serving");
         let state = self.state;
         axum::serve(
             self.listener,
             self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                .into_make_service_with_connect_info::<crate::connections::Peer>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down: closing sockets");
-            state.push().close().await;
-            state.presence().depart().await;
+            crate::drain::run(&state).await;
         })
         .await
     }
@@ -318,6 +336,10 @@ where
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 http::refuse_foreign_origins,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::drain::refuse_new_connections,
             ))
             .layer(axum::middleware::from_fn(engine_requests))
             .layer(socket_layer),

@@ -264,6 +264,12 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_SOCIAL_CLIENT_EVENTS", default_value_t = false, action = clap::ArgAction::Set)]
     pub social_client_events: bool,
 
+    /// On SIGTERM, connected clients are asked to reconnect elsewhere (their
+    /// connections are closed) one after another over this many seconds, so
+    /// the other nodes are not hit by all of them at once. 0: all at once.
+    #[arg(long, env = "TIDINGS_DRAIN_WINDOW_SECS", default_value_t = 10)]
+    pub drain_window_secs: u64,
+
     /// Directory served at `/` instead of the embedded web app (its
     /// `index.html` for `/`); paths cannot leave it, symlinks included.
     #[arg(long, env = "TIDINGS_STATIC_DIR")]
@@ -568,6 +574,10 @@ impl Config {
             window: Duration::from_secs(self.resume_window_secs),
             max_events: self.resume_max_events,
         }
+    }
+
+    pub fn drain_window(&self) -> Duration {
+        Duration::from_secs(self.drain_window_secs)
     }
 
     pub fn redis_timeout(&self) -> Duration {

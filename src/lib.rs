@@ -34,6 +34,12 @@
 //! - [`http`]: health probes, the GraphQL endpoint, the operator view
 //!   (`/admin`), and the web app at `/`
 //!   (embedded `web/`, or `--static-dir`).
+//! - [`tasks`]: the background tasks, owned by the application, stopped
+//!   and awaited at shutdown.
+//! - [`drain`]: SIGTERM: readiness off, clients moved to other nodes over
+//!   a window, places in the log saved, tasks awaited.
+//! - [`connections`]: TCP connections the server can cut (how a client is
+//!   made to reconnect elsewhere).
 //! - [`persistence`]: opening the database and migrating it.
 //! - [`admin`]: operator commands (`tidings user create`).
 //! - Member crates: `entity` (rows), `migration` (schema), `graphql`
@@ -45,7 +51,9 @@ pub mod auth;
 pub mod backend_push;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod delivery;
+pub mod drain;
 pub mod gateway;
 pub mod http;
 pub mod limits;
@@ -59,6 +67,7 @@ pub mod push;
 pub mod rooms;
 pub mod shutdown;
 pub mod state;
+pub mod tasks;
 pub mod telemetry;
 
 pub use app::Application;

@@ -14,6 +14,7 @@
 //! socketioxide.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -345,6 +346,37 @@ impl PushService {
     pub async fn close(&self) {
         self.plain.close_all(1001, "server shutting down");
         on_io!(self, io => io.close().await)
+    }
+
+    /// Drain (see `drain`): asks every client connected to this node to
+    /// reconnect elsewhere, one after another, spread evenly over `window`.
+    /// A socket's place in its user's log is saved before its transport is
+    /// cut; a plain connection is closed with 1012 (service restart).
+    /// Returns how many were moved.
+    pub async fn move_clients_elsewhere(
+        &self,
+        app: &crate::state::AppState,
+        window: Duration,
+    ) -> usize {
+        let plain = self.plain.all();
+        on_io!(self, io => {
+            let sockets = io.local().sockets();
+            let total = sockets.len() + plain.len();
+            let mut due = crate::drain::schedule(tokio::time::Instant::now(), total, window);
+            for socket in &sockets {
+                if let Some(at) = due.next() {
+                    tokio::time::sleep_until(at).await;
+                }
+                crate::gateway::move_elsewhere(socket, app).await;
+            }
+            for handle in &plain {
+                if let Some(at) = due.next() {
+                    tokio::time::sleep_until(at).await;
+                }
+                handle.close(1012, "server restarting: reconnect");
+            }
+            total
+        })
     }
 
     /// How many authenticated sockets of `user` this node holds (presence

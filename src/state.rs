@@ -7,6 +7,7 @@
 //! not used because it takes the state before the `SocketIo` handle exists,
 //! and this state holds that handle (inside the push service).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use graphql::backend::{BackendError, IssuedSecret, LogEntry};
@@ -20,6 +21,7 @@ use crate::limits::KeyedBuckets;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::push::PushService;
+use crate::tasks::Tasks;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -36,6 +38,11 @@ struct Inner {
     bus: Option<RedisBus>,
     metrics: Arc<Metrics>,
     mutation_rate: KeyedBuckets<Uuid>,
+    /// The background tasks (see `tasks`), stopped and awaited at shutdown.
+    tasks: Tasks,
+    /// Set at SIGTERM (see `drain`): readiness false, new connections
+    /// refused.
+    draining: AtomicBool,
 }
 
 /// A reference that does not keep the application alive; see
@@ -58,6 +65,8 @@ impl AppState {
         }
     }
 
+    /// Called once, by `Application::build`, with each part it composed.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         node_id: Uuid,
@@ -66,6 +75,7 @@ impl AppState {
         push: PushService,
         presence: Presence,
         bus: Option<RedisBus>,
+        tasks: Tasks,
     ) -> Self {
         // One set of counters: the authenticator counts into it too.
         let metrics = auth.metrics().clone();
@@ -84,6 +94,8 @@ impl AppState {
                 bus,
                 metrics,
                 mutation_rate,
+                tasks,
+                draining: AtomicBool::new(false),
             }),
         }
     }
@@ -131,6 +143,20 @@ impl AppState {
 
     pub fn presence(&self) -> &Presence {
         &self.inner.presence
+    }
+
+    pub fn tasks(&self) -> &Tasks {
+        &self.inner.tasks
+    }
+
+    /// From now on this node is going away: `/readyz` says so and new
+    /// connections are refused (see `drain`).
+    pub fn begin_drain(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
     }
 }
 

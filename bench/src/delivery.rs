@@ -569,7 +569,39 @@ pub async fn avalanche(s: &Settings, target: Target, requested: usize) -> Result
         );
     }
     let mut d = deploy(s, target, n, 2).await?;
-    let result = avalanche_run(s, &mut d, n, requested).await;
+    let result = avalanche_run(s, &mut d, n, requested, Departure::Kill).await;
+    d.teardown(s).await;
+    result
+}
+
+/// How node A goes away in [`avalanche_run`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// SIGKILL; its clients reconnect to node B.
+    Kill,
+    /// SIGTERM: the node drains (readiness off, clients' transports cut
+    /// one after another over its `--drain-window-secs`); its clients
+    /// reconnect alternately to node B and node C.
+    Drain,
+}
+
+/// `drain`: SIGTERM on one of three nodes holding `requested` clients (capped like
+/// [`avalanche`]): when each client is let go (from SIGTERM), how soon it
+/// is back signed in on another node, and what it lost.
+pub async fn sigterm(s: &Settings, target: Target, requested: usize) -> Result<Vec<Row>> {
+    if target != Target::Tidings {
+        eprintln!(
+            "  drain: runs on three Tidings nodes only; skipped for {}",
+            target.name()
+        );
+        return Ok(Vec::new());
+    }
+    let n = requested.min(socket_capacity()).max(2);
+    if n < requested {
+        eprintln!("  drain: {requested} clients asked for; this process may hold {n} sockets");
+    }
+    let mut d = deploy(s, target, n, 3).await?;
+    let result = avalanche_run(s, &mut d, n, requested, Departure::Drain).await;
     d.teardown(s).await;
     result
 }
@@ -579,9 +611,19 @@ async fn avalanche_run(
     d: &mut Deployment,
     n: usize,
     requested: usize,
+    departure: Departure,
 ) -> Result<Vec<Row>> {
     let c = &s.durable;
+    let sc = match departure {
+        Departure::Kill => "avalanche",
+        Departure::Drain => "drain",
+    };
     let (a, b) = (d.servers[0].addr, d.servers[1].addr);
+    // Where a client of A goes next: B, or B and C in turn when there are
+    // three nodes.
+    let other = d.servers.get(2).map_or(b, |server| server.addr);
+    // From SIGTERM (or SIGKILL) to each client's connection ending.
+    let left = Arc::new(Latencies::new());
     let shared = Arc::new(Shared::default());
     let reauth = Arc::new(Latencies::new());
     let (done_tx, done_rx) = watch::channel(false);
@@ -605,6 +647,8 @@ async fn avalanche_run(
         );
         let (mut done, kill) = (done_rx.clone(), kill_rx.clone());
         let limit = s.phase_limit;
+        let left = left.clone();
+        let to = if i % 2 == 0 { b } else { other };
         tasks.push(tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
             let mut tally = Tally::default();
@@ -634,6 +678,9 @@ async fn avalanche_run(
                 match end {
                     SpanEnd::Done => return tally,
                     SpanEnd::Lost => {
+                        if let Some(at) = *kill.borrow() {
+                            left.record(at, now_ns());
+                        }
                         was_on_a = true;
                         break;
                     }
@@ -665,7 +712,7 @@ async fn avalanche_run(
                     }
                 };
                 let end = durable::span(
-                    b,
+                    to,
                     source,
                     &user,
                     &mut tally,
@@ -712,11 +759,19 @@ async fn avalanche_run(
     let rss_b_before = d.servers[1].rss_kb();
     let kill_ns = now_ns();
     let _ = kill_tx.send(Some(kill_ns));
-    d.servers[0].kill().await;
-    eprintln!("  [avalanche] node A killed; {connected} clients reconnect to node B");
+    match departure {
+        Departure::Kill => {
+            d.servers[0].kill().await;
+            eprintln!("  [avalanche] node A killed; {connected} clients reconnect to node B");
+        }
+        Departure::Drain => {
+            d.servers[0].terminate()?;
+            eprintln!("  [drain] SIGTERM to node A; {connected} clients move to nodes B and C");
+        }
+    }
     let storm = Instant::now();
     let progress = Progress::start(
-        "avalanche re-auth".into(),
+        format!("{sc} re-auth"),
         connected,
         reauthed.clone(),
         failed.clone(),
@@ -735,9 +790,13 @@ async fn avalanche_run(
         f64::NAN
     };
     eprintln!(
-        "  [avalanche] {back}/{connected} re-authenticated on B after {:.1} s",
+        "  [{sc}] {back}/{connected} re-authenticated elsewhere after {:.1} s",
         storm.elapsed().as_secs_f64()
     );
+    let exited = match departure {
+        Departure::Kill => None,
+        Departure::Drain => d.servers[0].wait_exit(Duration::from_secs(60)).await,
+    };
     // A few more seconds of pushes to settled clients, then drain.
     for _ in 0..12 {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -775,11 +834,26 @@ async fn avalanche_run(
     let lost = v.accepted_pairs - v.delivered_pairs;
     let r = reauth.summary();
     eprintln!(
-        "  [avalanche] all in {all_in:.1} s, p99 {:.0} ms; {lost} of {} pushes lost ({lost_in_storm} of {in_storm} during the storm); {} duplicates, {} out of order, {} resyncs; peak RSS B {:.0} MiB",
+        "  [{sc}] all in {all_in:.1} s, p99 {:.0} ms; {lost} of {} pushes lost ({lost_in_storm} of {in_storm} during the storm); {} duplicates, {} out of order, {} resyncs; peak RSS B {:.0} MiB",
         r.p99_ms, v.accepted_pairs, v.duplicates, v.out_of_order, v.resyncs, peak_kb as f64 / 1024.0
     );
-    let (sc, t) = ("avalanche", "tidings");
-    Ok(vec![
+    let gone = left.summary();
+    if departure == Departure::Drain {
+        eprintln!(
+            "  [drain] clients let go from SIGTERM: p50 {:.0} ms, p99 {:.0} ms, last {:.0} ms ({} of them); node A exited: {exited:?}",
+            gone.p50_ms, gone.p99_ms, gone.max_ms, gone.count
+        );
+    }
+    let t = "tidings";
+    let mut rows = vec![
+        Row::new(sc, t, n, "left_p50", gone.p50_ms, "ms"),
+        Row::new(sc, t, n, "left_p99", gone.p99_ms, "ms"),
+        Row::new(sc, t, n, "left_last", gone.max_ms, "ms"),
+    ];
+    if let Some(code) = exited {
+        rows.push(Row::new(sc, t, n, "exit_code", f64::from(code), "code"));
+    }
+    rows.extend([
         Row::new(sc, t, n, "requested", requested as f64, "clients"),
         Row::new(sc, t, n, "connected", connected as f64, "clients"),
         Row::new(sc, t, n, "setup_time", setup_secs, "s"),
@@ -835,7 +909,8 @@ async fn avalanche_run(
             outcome.rejected as f64,
             "requests",
         ),
-    ])
+    ]);
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------- log cost

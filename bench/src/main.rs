@@ -39,6 +39,10 @@ enum Cmd {
     /// the other with socket.io-client's backoff. `--n` defaults to
     /// BENCH_AVALANCHE_N or 20000 (capped by the open-file limit).
     Avalanche(Common),
+    /// SIGTERM on one of three nodes: its clients are let go over its
+    /// drain window and reconnect to the other two. `--n` defaults to
+    /// BENCH_DRAIN_N or 5000 (capped by the open-file limit).
+    Drain(Common),
     /// Bytes per retained push in Redis (`MEMORY USAGE`). `--n` (users)
     /// defaults to BENCH_LOG_USERS or 1000.
     LogCost(Common),
@@ -255,6 +259,7 @@ async fn main() -> Result<()> {
         | Cmd::RedisTopologies(c)
         | Cmd::Jitter(c)
         | Cmd::Avalanche(c)
+        | Cmd::Drain(c)
         | Cmd::LogCost(c)
         | Cmd::NoteSync(c) => (c.clone(), None),
     };
@@ -315,6 +320,13 @@ async fn main() -> Result<()> {
             let n = n_or("BENCH_JITTER_N", 10000);
             run("jitter", &s, &targets, &mut rows, async |s, t| {
                 delivery::jitter(s, t, n).await
+            })
+            .await
+        }
+        Cmd::Drain(_) => {
+            let n = n_or("BENCH_DRAIN_N", 5000);
+            run("drain", &s, &targets, &mut rows, async |s, t| {
+                delivery::sigterm(s, t, n).await
             })
             .await
         }

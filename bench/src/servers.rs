@@ -71,6 +71,29 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
 
+    /// SIGTERM, as an orchestrator stopping a node: Tidings drains.
+    pub fn terminate(&self) -> Result<()> {
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .context("running kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed: {status}", self.pid());
+        }
+        Ok(())
+    }
+
+    /// The exit code once the process ends, waiting at most `within`
+    /// (None: still running, or ended by a signal).
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .ok()?
+            .ok()?
+            .code()
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;

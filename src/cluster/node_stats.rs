@@ -49,28 +49,27 @@ fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// Starts the publisher; it stops when the application is gone.
-pub fn spawn(app: WeakAppState) {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(PUBLISH_EVERY);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let Some(app) = app.upgrade() else {
-                return;
-            };
-            let Some(bus) = app.bus() else {
-                return;
-            };
-            let stats = snapshot(&app).await;
-            let prefix = &app.config().redis_prefix;
-            let node = app.node_id().to_string();
-            let written = write(bus, prefix, &node, &stats).await;
-            if let Err(err) = written {
-                tracing::debug!(error = %err, "could not publish node stats");
-            }
+/// The publisher, for the application's tasks (`tasks`); it also ends
+/// when the application is gone.
+pub async fn publish(app: WeakAppState) {
+    let mut ticks = tokio::time::interval(PUBLISH_EVERY);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(app) = app.upgrade() else {
+            return;
+        };
+        let Some(bus) = app.bus() else {
+            return;
+        };
+        let stats = snapshot(&app).await;
+        let prefix = &app.config().redis_prefix;
+        let node = app.node_id().to_string();
+        let written = write(bus, prefix, &node, &stats).await;
+        if let Err(err) = written {
+            tracing::debug!(error = %err, "could not publish node stats");
         }
-    });
+    }
 }
 
 fn index_key(prefix: &str) -> String {

@@ -46,6 +46,8 @@ pub struct Device(pub String);
 pub struct Carried {
     pub credentials: Option<Result<Credentials, CredentialsError>>,
     pub device: Option<String>,
+    /// The upgrade's own connection, cut with the socket's.
+    pub connection: Option<crate::connections::Sever>,
 }
 
 #[derive(Clone, Default)]
@@ -98,6 +100,8 @@ pub async fn handle<A: Adapter>(
         let carried = Carried {
             credentials: cookies::credentials(request.headers(), app.config()),
             device: device.clone().or_else(|| new_device.clone()),
+            connection: crate::connections::Peer::of(request.extensions())
+                .map(|peer| peer.sever.clone()),
         };
         pending.put(sid, carried);
         if let Some(socket) = io.get_socket(sid) {

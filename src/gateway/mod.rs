@@ -24,15 +24,15 @@ mod chats;
 mod checkpoints;
 mod engine_requests;
 mod handshake;
+mod kicks;
 mod relay;
 pub(crate) mod resume;
 mod rooms;
 mod session;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::ConnectInfo;
 use axum::http;
 
 use serde_json::Value;
@@ -59,9 +59,11 @@ pub fn register<A: Adapter + DefinedAdapter>(
     pending: &PendingUpgrades,
 ) -> A::InitRes {
     let app = app.downgrade();
+    let kicks = kicks::Kicks::default();
     let attach = move |s: SocketRef<A>| {
         let app = app.clone();
-        async move { attach(&s, app) }
+        let kicks = kicks.clone();
+        async move { attach(&s, app, kicks) }
     };
     let pending = pending.clone();
     let on_connect = move |s: SocketRef<A>, auth: TryData<Value>| {
@@ -69,6 +71,34 @@ pub fn register<A: Adapter + DefinedAdapter>(
         async move { on_connect(s, auth, pending).await }
     };
     io.ns("/", on_connect.with(attach))
+}
+
+/// Drain (see `crate::drain`): saves where the socket stopped in its
+/// user's log, then cuts its transport, so the client reconnects by itself
+/// (to another node) and resumes from there. Cutting the TCP connection is
+/// what makes a Socket.IO client reconnect: a server DISCONNECT packet
+/// would make it stop for good ("io server disconnect").
+pub async fn move_elsewhere<A: Adapter>(s: &SocketRef<A>, app: &AppState) {
+    let Some(session) = s.extensions.get::<Arc<Session>>() else {
+        cut_transport_of_handshake(s);
+        return;
+    };
+    if let Some((user, place)) = session.cursor().place_to_leave() {
+        session.leave_place(app, user, place).await;
+    }
+    session.cut_transport(s);
+}
+
+/// Cuts the connection the socket's handshake came on; false if there was
+/// none to cut.
+fn cut_transport_of_handshake<A: Adapter>(s: &SocketRef<A>) -> bool {
+    match crate::connections::Peer::of(&s.req_parts().extensions) {
+        Some(peer) => {
+            peer.sever.sever();
+            true
+        }
+        None => false,
+    }
 }
 
 /// Saves every socket's place in its user's log now and then (see
@@ -114,7 +144,18 @@ pub fn engine_request_layer<A: Adapter>(
 /// per registered event on every socket; one dispatcher keeps that to one
 /// box, about half a KiB less per idle connection (docs/benchmarks.md), and
 /// puts the event table in one `match`.
-fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'static str> {
+fn attach<A: Adapter>(
+    s: &SocketRef<A>,
+    app: WeakAppState,
+    kicks: kicks::Kicks,
+) -> Result<(), &'static str> {
+    if kicks.is_kicked(s.id) {
+        // A CONNECT again on a connection whose socket was kicked: no fresh
+        // session (see `kicks`); the connection goes now.
+        tracing::info!(socket_id = %s.id, "connect on a kicked connection refused");
+        cut_transport_of_handshake(s);
+        return Err("this connection was cut off");
+    }
     let app = app.upgrade().ok_or("the server is shutting down")?;
     let cursor = Arc::new(Cursor::default());
     let device = s
@@ -127,6 +168,7 @@ fn attach<A: Adapter>(s: &SocketRef<A>, app: WeakAppState) -> Result<(), &'stati
         client_addr(s.req_parts(), &app.config().trusted_proxies),
         cursor.clone(),
         device,
+        kicks,
     ));
     s.on_fallback({
         let session = session.clone();
@@ -275,7 +317,7 @@ pub fn directory<A: Adapter>(io: SocketIo<A>) -> SocketDirectory {
 /// everyone together). An untrusted peer's header is ignored: anyone can
 /// write one.
 pub fn client_addr(parts: &http::request::Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let peer = crate::connections::Peer::of(&parts.extensions)?.addr.ip();
     if !trusted.contains(&peer) {
         return Some(peer);
     }

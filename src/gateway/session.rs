@@ -71,6 +71,12 @@ pub struct Session {
     /// The browser this socket is, by its device cookie: where it stops is
     /// where it resumes after a reconnect.
     device: Mutex<Option<String>>,
+    /// The connection of the session's WebSocket upgrade, when it came on
+    /// another connection than the handshake (long-polling first): cut with
+    /// it when the socket is made to reconnect (see `cut_transport`).
+    upgraded_on: Mutex<Option<crate::connections::Sever>>,
+    /// Where a kick is recorded, so that the connection cannot start over.
+    kicks: super::kicks::Kicks,
 }
 
 /// What a socket signs in with: its Tidings id and secret, or a JWT from an
@@ -110,6 +116,7 @@ impl Session {
         addr: Option<IpAddr>,
         cursor: Arc<Cursor>,
         device: Option<String>,
+        kicks: super::kicks::Kicks,
     ) -> Self {
         let config = app.config();
         Self {
@@ -127,6 +134,52 @@ impl Session {
             deadline_lifted: tokio::sync::Notify::new(),
             cursor,
             device: Mutex::new(device),
+            upgraded_on: Mutex::new(None),
+            kicks,
+        }
+    }
+
+    /// Disconnects the socket for good: its Engine.IO connection may not
+    /// CONNECT again and is cut after a grace (see `kicks`), so flooding,
+    /// failed attempts and the deadline cannot be reset by a re-CONNECT.
+    pub fn kick<A: Adapter>(&self, s: &SocketRef<A>) {
+        let mut connections: Vec<_> = crate::connections::Peer::of(&s.req_parts().extensions)
+            .map(|peer| peer.sever.clone())
+            .into_iter()
+            .collect();
+        if let Some(upgraded) = self
+            .upgraded_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            connections.push(upgraded);
+        }
+        self.kicks.kick(s.id, connections);
+        if let Err(err) = s.clone().disconnect() {
+            tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
+        }
+    }
+
+    /// Cuts the socket's transport at the TCP level (see `connections`):
+    /// the connection of its handshake and that of its WebSocket upgrade.
+    /// The client sees its transport close and reconnects by itself. A
+    /// long-polling session whose requests come on other connections is
+    /// left to the next close of the whole server or its heartbeat.
+    pub fn cut_transport<A: Adapter>(&self, s: &SocketRef<A>) {
+        let upgraded = self
+            .upgraded_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(sever) = &upgraded {
+            sever.sever();
+        }
+        if !super::cut_transport_of_handshake(s) && upgraded.is_none() {
+            tracing::debug!(socket_id = %s.id, "no connection to cut: disconnecting instead");
+            if let Err(err) = s.clone().disconnect() {
+                tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
+            }
         }
     }
 
@@ -164,9 +217,7 @@ impl Session {
         }
         if refused >= self.flood_limit {
             tracing::warn!(socket_id = %s.id, refused, "socket keeps flooding, disconnecting");
-            if let Err(err) = s.clone().disconnect() {
-                tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
-            }
+            self.kick(s);
         }
         None
     }
@@ -240,6 +291,9 @@ impl Session {
     /// upgrade of a browser page on another origin): its device, and
     /// credential cookies that authenticate the socket if nothing did yet.
     pub async fn carried<A: Adapter>(&self, s: &SocketRef<A>, carried: Carried) {
+        if let Some(sever) = carried.connection {
+            *self.upgraded_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(sever);
+        }
         if let Some(device) = carried.device {
             *self.device.lock().unwrap_or_else(|p| p.into_inner()) = Some(device);
         }
@@ -542,9 +596,7 @@ impl Session {
 
     fn disconnect_if_cut_off<A: Adapter>(&self, s: &SocketRef<A>) {
         if self.cut_off.load(Ordering::Relaxed) {
-            if let Err(err) = s.clone().disconnect() {
-                tracing::debug!(socket_id = %s.id, error = %err, "socket already gone");
-            }
+            self.kick(s);
         }
     }
 
@@ -565,9 +617,7 @@ impl Session {
             if s.connected() && self.bound_user(&s).is_none() {
                 tracing::info!(socket_id = %s.id, "authentication deadline passed, disconnecting");
                 emit_error(&s, "authentication deadline passed");
-                if let Err(err) = s.disconnect() {
-                    tracing::debug!(error = %err, "socket already gone");
-                }
+                self.kick(&s);
             }
         });
     }

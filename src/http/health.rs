@@ -13,8 +13,9 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// 200 only when every dependency answers; the body says which did not,
-/// and which node answered.
+/// 200 only when every dependency answers and the node is not draining
+/// (after SIGTERM, see `drain`: the load balancer must stop sending new
+/// clients first); the body says which did not, and which node answered.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>) {
     // Asked together, each within its own timeout, so an outage answers
     // 503 in under a second instead of hanging the probe.
@@ -25,7 +26,8 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
         }
     };
     let (database, redis) = tokio::join!(persistence::ping(state.app.db()), redis);
-    let ready = database && redis.unwrap_or(true);
+    let draining = state.app.is_draining();
+    let ready = database && redis.unwrap_or(true) && !draining;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -37,6 +39,7 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<Value>)
         "node_id": state.app.node_id(),
         "database": word(database),
         "redis": redis.map_or("not configured", word),
+        "draining": draining,
     });
     (status, Json(body))
 }

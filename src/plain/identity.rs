@@ -12,9 +12,8 @@
 //! A refusal on the upgrade request is HTTP 401 (403 for a bad origin),
 //! before any WebSocket exists.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -122,10 +121,7 @@ pub async fn from_request(
         let Some(value) = name.and_then(|name| parts.headers.get(name)) else {
             continue;
         };
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        let peer = crate::connections::Peer::of(&parts.extensions).map(|p| p.addr.ip());
         if !peer.is_some_and(|peer| config.trusted_proxies.contains(&peer)) {
             tracing::warn!(peer = ?peer, "identity header from an untrusted address refused");
             return Err(IdentityError::UntrustedHeader);

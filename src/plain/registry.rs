@@ -265,15 +265,18 @@ impl PlainRegistry {
     }
 
     pub fn close_all(&self, code: u16, reason: &str) {
-        let all: Vec<Arc<Handle>> = self
-            .maps()
+        for handle in self.all() {
+            handle.close(code, reason);
+        }
+    }
+
+    /// Every connection of this node, as of now.
+    pub fn all(&self) -> Vec<Arc<Handle>> {
+        self.maps()
             .handles
             .values()
             .map(|(h, _)| h.clone())
-            .collect();
-        for handle in all {
-            handle.close(code, reason);
-        }
+            .collect()
     }
 
     pub fn count_of(&self, user: Uuid) -> usize {

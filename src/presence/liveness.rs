@@ -22,12 +22,16 @@ use uuid::Uuid;
 use super::store::Store;
 use super::{lock, Inner, Presence};
 
-/// Starts the beat of this node. It stops when the presence service is gone.
-pub fn spawn(presence: &Presence, timeout: Duration) {
+/// The beat of this node, for the application's tasks (`tasks`). It also
+/// ends when the presence service is gone.
+pub fn beat(
+    presence: &Presence,
+    timeout: Duration,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let service: Weak<Inner> = Arc::downgrade(&presence.inner);
     let every = timeout / 6;
     let dead_after = timeout / 2;
-    tokio::spawn(async move {
+    async move {
         let mut registered = false;
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -38,7 +42,7 @@ pub fn spawn(presence: &Presence, timeout: Duration) {
             };
             Presence { inner }.tick(&mut registered, dead_after).await;
         }
-    });
+    }
 }
 
 impl Presence {

@@ -67,6 +67,7 @@ impl Presence {
         bus: Option<&RedisBus>,
         node_id: Uuid,
         metrics: Arc<Metrics>,
+        tasks: &crate::tasks::Tasks,
     ) -> Self {
         let Some(bus) = bus else {
             return Self::new(Store::in_process(), push, db, None, node_id, metrics);
@@ -81,7 +82,10 @@ impl Presence {
             node_id,
             metrics,
         );
-        liveness::spawn(&presence, config.presence_timeout());
+        tasks.spawn(
+            "presence beat",
+            liveness::beat(&presence, config.presence_timeout()),
+        );
         presence
     }
 

@@ -336,3 +336,95 @@ async fn the_authentication_deadline_holds_no_task_once_its_socket_is_gone() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads frames until the Socket.IO DISCONNECT of the namespace (`41`).
+async fn until_kicked(ws: &mut RawSocket) {
+    let kicked = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if frame.to_text().is_ok_and(|text| text == "41") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(kicked, Ok(true), "the socket was not disconnected");
+}
+
+/// After a kick, a second Socket.IO CONNECT on the same Engine.IO
+/// connection gets no new session (which would come with a fresh event
+/// bucket, failed-attempt count and deadline): it is refused or the
+/// connection is already gone, and the connection ends. Returns what the
+/// server sent after the second CONNECT.
+async fn connect_again_is_refused_and_the_connection_ends(ws: &mut RawSocket) -> Vec<String> {
+    // The send itself may fail once the connection is cut: that is a refusal too.
+    let _ = ws.send(Message::text("40")).await;
+    let mut after = Vec::new();
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(frame) = ws.next().await {
+            match frame {
+                Ok(Message::Text(text)) => after.push(text.to_string()),
+                Ok(Message::Close(_)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the kicked connection stayed open: {after:?}"
+    );
+    assert!(
+        !after.iter().any(|text| text.starts_with("40")),
+        "a kicked connection got a new session: {after:?}"
+    );
+    after
+}
+
+#[tokio::test]
+async fn a_socket_kicked_for_flooding_cannot_connect_again_on_the_same_connection() {
+    let app = spawn_app_with(|c| {
+        c.socket_events_per_sec = 1;
+        c.socket_events_burst = 3;
+    })
+    .await;
+    let mut ws = raw_socket(&app).await;
+    for _ in 0..10 {
+        ws.send(Message::text("42[\"noSuchEvent\"]"))
+            .await
+            .expect("send");
+    }
+    until_kicked(&mut ws).await;
+    connect_again_is_refused_and_the_connection_ends(&mut ws).await;
+}
+
+#[tokio::test]
+async fn a_socket_kicked_for_failed_attempts_cannot_connect_again_on_the_same_connection() {
+    let app = spawn_app_with(|c| c.max_failed_auth_per_socket = 2).await;
+    let alice = app.sign_up("alice").await;
+    let mut ws = raw_socket(&app).await;
+    let guess = json!(["initialConnection", { "id": alice.id, "secretkey": "guess" }]);
+    for _ in 0..2 {
+        ws.send(Message::text(format!("42{guess}")))
+            .await
+            .expect("send");
+    }
+    until_kicked(&mut ws).await;
+    let after = connect_again_is_refused_and_the_connection_ends(&mut ws).await;
+    // Nothing more was verified for this connection either.
+    assert!(
+        !after.iter().any(|text| text.contains("\"auth\"")),
+        "{after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_past_its_authentication_deadline_cannot_connect_again_for_a_new_one() {
+    let app = spawn_app_with(|c| c.auth_deadline_secs = 1).await;
+    let mut ws = raw_socket(&app).await;
+    until_kicked(&mut ws).await;
+    connect_again_is_refused_and_the_connection_ends(&mut ws).await;
+}
