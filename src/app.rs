@@ -41,6 +41,8 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("JWT: {0}")]
     Jwt(#[from] crate::auth::jwt::JwtConfigError),
+    #[error("{0}")]
+    AuthProxy(#[from] crate::auth::proxy::ProxyConfigError),
     #[error("Socket.IO adapter: {0}")]
     Adapter(String),
     #[error("--static-dir {path}: {source}")]
@@ -75,6 +77,7 @@ impl Application {
         .await?;
         persistence::migrate(&db).await?;
         let jwt = crate::auth::jwt::JwtVerifier::from_config(&config)?;
+        let auth_proxy = crate::auth::proxy::AuthProxy::from_config(&config)?;
         let metrics = Arc::new(Metrics::default());
         let ledger = FailureLedger::new(
             config.max_failed_auth_per_address,
@@ -107,6 +110,7 @@ impl Application {
                 push,
                 presence,
                 bus,
+                auth_proxy.clone(),
             )
         };
         let (state, router, schema) = match &config.redis_url {

@@ -13,6 +13,7 @@ use graphql::backend::{BackendError, IssuedSecret, LogEntry};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
+use crate::auth::proxy::AuthProxy;
 use crate::auth::Authenticator;
 use crate::cluster::RedisBus;
 use crate::config::Config;
@@ -36,6 +37,7 @@ struct Inner {
     bus: Option<RedisBus>,
     metrics: Arc<Metrics>,
     mutation_rate: KeyedBuckets<Uuid>,
+    auth_proxy: Option<AuthProxy>,
 }
 
 /// A reference that does not keep the application alive; see
@@ -58,6 +60,9 @@ impl AppState {
         }
     }
 
+    // Each is a part built once by `Application::build`; a struct of them
+    // would only restate this list.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         node_id: Uuid,
@@ -66,6 +71,7 @@ impl AppState {
         push: PushService,
         presence: Presence,
         bus: Option<RedisBus>,
+        auth_proxy: Option<AuthProxy>,
     ) -> Self {
         // One set of counters: the authenticator counts into it too.
         let metrics = auth.metrics().clone();
@@ -84,6 +90,7 @@ impl AppState {
                 bus,
                 metrics,
                 mutation_rate,
+                auth_proxy,
             }),
         }
     }
@@ -123,6 +130,11 @@ impl AppState {
 
     pub fn auth(&self) -> &Authenticator {
         &self.inner.auth
+    }
+
+    /// The app's session endpoint (`--auth-proxy-url`), when configured.
+    pub fn auth_proxy(&self) -> Option<&AuthProxy> {
+        self.inner.auth_proxy.as_ref()
     }
 
     pub fn push(&self) -> &PushService {

@@ -11,6 +11,7 @@ mod credentials;
 pub mod jwt;
 mod kdf;
 pub mod outside;
+pub mod proxy;
 
 pub use authenticator::{AuthError, Authenticator, Blocked};
 pub use credentials::{parse_user_id, Credentials, CredentialsError, Secret};
