@@ -25,6 +25,9 @@ enum Cmd {
     Idle(Common),
     /// N sockets authenticate at once, cold (fresh server) then warm (reconnect).
     AuthStorm(Common),
+    /// N connections open, then all sign in at once with a JWT, cold (first
+    /// sight of each user) then warm. Use `--target tidings-plain,tidings`.
+    JwtStorm(Common),
     /// sendMessage at a steady rate; latency until the recipient's `chatroom`.
     PushLatency(Common),
     /// N sockets in topic:bench; /api/push K times; deliveries/s and latency.
@@ -232,6 +235,7 @@ async fn main() -> Result<()> {
         Cmd::All(a) => (a.common.clone(), a.doc.clone()),
         Cmd::Idle(c)
         | Cmd::AuthStorm(c)
+        | Cmd::JwtStorm(c)
         | Cmd::PushLatency(c)
         | Cmd::Fanout(c)
         | Cmd::Cluster(c)
@@ -264,6 +268,12 @@ async fn main() -> Result<()> {
         Cmd::AuthStorm(_) => {
             run("auth-storm", &s, &targets, &mut rows, async |s, t| {
                 scenarios::auth_storm(s, t, n).await
+            })
+            .await
+        }
+        Cmd::JwtStorm(_) => {
+            run("jwt-storm", &s, &targets, &mut rows, async |s, t| {
+                scenarios::jwt_storm(s, t, n).await
             })
             .await
         }

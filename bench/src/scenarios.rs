@@ -66,9 +66,12 @@ pub(crate) struct Deployment {
 }
 
 impl Deployment {
-    fn framing(&self) -> Framing {
+    /// How connection `i` speaks: a mixed run alternates the transports.
+    fn framing(&self, i: usize) -> Framing {
         match self.servers[0].target {
             Target::Floor => Framing::Raw,
+            Target::TidingsPlain => Framing::Plain,
+            Target::TidingsMixed if i % 2 == 1 => Framing::Plain,
             _ => Framing::SocketIo,
         }
     }
@@ -150,7 +153,7 @@ pub(crate) async fn deploy(
         }
         for _ in 0..nodes {
             let server = match target {
-                Target::Tidings => {
+                Target::Tidings | Target::TidingsPlain | Target::TidingsMixed => {
                     servers::spawn_tidings(&TidingsOptions {
                         bin: &s.tidings_bin,
                         database_url: &url,
@@ -232,7 +235,6 @@ async fn connect_all(
     let done = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let _progress = Progress::start(label.to_owned(), count, done.clone(), failed.clone());
-    let framing = d.framing();
     let start = Instant::now();
     let deadline = start + s.phase_limit;
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
@@ -242,6 +244,7 @@ async fn connect_all(
             let tap = tap(i);
             let user = d.users.get(i).cloned();
             let target = d.sock;
+            let framing = d.framing(i);
             let (done, failed, first_error) = (done.clone(), failed.clone(), first_error.clone());
             async move {
                 let result: Result<Conn> = async {
@@ -422,6 +425,98 @@ pub async fn auth_storm(s: &Settings, target: Target, n: usize) -> Result<Vec<Ro
             sum.p99_ms
         );
         // Drop every socket, then reconnect on the same server (warm).
+        drop(conns);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    d.teardown(s).await;
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------- JWT storm
+
+/// An HS256 token for `sub`, valid for an hour.
+fn jwt(sub: &str) -> Result<String> {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 3600;
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "sub": sub, "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(servers::JWT_SECRET.as_bytes()),
+    )?)
+}
+
+/// N connections open, then all sign in at once with a JWT (plain: in-band
+/// `{ type: "auth", token }`; Socket.IO: `initialConnection { token }`).
+/// Users are outside ids (`bench-jwt:<i>`): the cold round creates each
+/// one's user row at first sight, the warm round (every connection closed
+/// and opened again) finds them.
+pub async fn jwt_storm(s: &Settings, target: Target, n: usize) -> Result<Vec<Row>> {
+    if !target.is_tidings() {
+        eprintln!("  jwt-storm: only Tidings takes JWTs; skipped");
+        return Ok(Vec::new());
+    }
+    let t = target.name();
+    let tokens = (0..n)
+        .map(|i| jwt(&format!("bench-jwt:{i}")))
+        .collect::<Result<Vec<_>>>()?;
+    let d = deploy(s, target, 0, 1).await?;
+    let mut rows = Vec::new();
+    for phase in ["cold", "warm"] {
+        let label = format!("jwt-storm {phase} {t} connect");
+        let (conns, _) = connect_all(s, &d, &label, n, Setup::Connect, |_| consume_all()).await;
+        eprintln!(
+            "  [jwt-storm {phase} {t}] {} connections open; signing all in at once",
+            ok_count(&conns)
+        );
+        let lat = Arc::new(Latencies::new());
+        let start = Instant::now();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .zip(tokens.iter().cloned())
+            .map(|(conn, token)| {
+                let lat = lat.clone();
+                let limit = s.phase_limit;
+                tokio::spawn(async move {
+                    let mut conn = conn?;
+                    let sent = now_ns();
+                    match tokio::time::timeout(limit, conn.authenticate_token(&token)).await {
+                        Ok(Ok(())) => {
+                            lat.record(sent, now_ns());
+                            Some(conn)
+                        }
+                        _ => None,
+                    }
+                })
+            })
+            .collect();
+        let mut conns = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            conns.push(task.await.ok().flatten());
+        }
+        let took = start.elapsed();
+        let ok = ok_count(&conns);
+        let sum = lat.summary();
+        let sc = format!("jwt-storm-{phase}");
+        rows.push(Row::new(&sc, t, n, "authenticated", ok as f64, "sockets"));
+        rows.push(Row::new(
+            &sc,
+            t,
+            n,
+            "auths_per_s",
+            ok as f64 / took.as_secs_f64(),
+            "1/s",
+        ));
+        rows.push(Row::new(&sc, t, n, "all_in", took.as_secs_f64(), "s"));
+        rows.push(Row::new(&sc, t, n, "p50", sum.p50_ms, "ms"));
+        rows.push(Row::new(&sc, t, n, "p99", sum.p99_ms, "ms"));
+        eprintln!(
+            "  [jwt-storm {phase} {t}] {ok}/{n} in {:.2} s ({:.0}/s), p99 {:.1} ms",
+            took.as_secs_f64(),
+            ok as f64 / took.as_secs_f64(),
+            sum.p99_ms
+        );
         drop(conns);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
