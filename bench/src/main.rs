@@ -23,6 +23,9 @@ struct Cli {
 enum Cmd {
     /// N authenticated idle connections: server RSS per connection, setup time.
     Idle(Common),
+    /// `idle`, Tidings connections signed in with a JWT (no argon2 memory
+    /// in the figure). Use `--target tidings-plain,tidings`.
+    IdleJwt(Common),
     /// N sockets authenticate at once, cold (fresh server) then warm (reconnect).
     AuthStorm(Common),
     /// N connections open, then all sign in at once with a JWT, cold (first
@@ -234,6 +237,7 @@ async fn main() -> Result<()> {
         }
         Cmd::All(a) => (a.common.clone(), a.doc.clone()),
         Cmd::Idle(c)
+        | Cmd::IdleJwt(c)
         | Cmd::AuthStorm(c)
         | Cmd::JwtStorm(c)
         | Cmd::PushLatency(c)
@@ -262,6 +266,12 @@ async fn main() -> Result<()> {
         Cmd::Idle(_) => {
             run("idle", &s, &targets, &mut rows, async |s, t| {
                 scenarios::idle(s, t, n).await
+            })
+            .await
+        }
+        Cmd::IdleJwt(_) => {
+            run("idle-jwt", &s, &targets, &mut rows, async |s, t| {
+                scenarios::idle_jwt(s, t, n).await
             })
             .await
         }

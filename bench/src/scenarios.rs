@@ -219,6 +219,9 @@ impl Drop for Progress {
 enum Setup {
     Connect,
     Auth,
+    /// Signs in with a JWT whose `sub` is the user's UUID: no argon2, so
+    /// its working memory (~19 MiB a slot) is not counted as the sockets'.
+    AuthJwt,
     AuthJoin,
 }
 
@@ -252,7 +255,10 @@ async fn connect_all(
                         bail!("phase time limit reached");
                     }
                     let mut conn = Conn::open(target, sio::source_addr(i), framing, tap).await?;
-                    if setup != Setup::Connect {
+                    if setup == Setup::AuthJwt {
+                        let user = user.context("no user for this connection")?;
+                        conn.authenticate_token(&jwt(&user.id)?).await?;
+                    } else if setup != Setup::Connect {
                         let user = user.context("no user for this connection")?;
                         conn.authenticate(&user.id, SECRET).await?;
                         if setup == Setup::AuthJoin {
@@ -315,6 +321,27 @@ pub(crate) fn socket_capacity() -> usize {
 }
 
 pub async fn idle(s: &Settings, target: Target, requested: usize) -> Result<Vec<Row>> {
+    idle_as(s, target, requested, "idle").await
+}
+
+/// `idle`, every Tidings connection signed in with a JWT instead of argon2
+/// (Socket.IO `initialConnection { token }`, plain in-band `auth`): the
+/// per-connection memory without the argon2 working memory the first
+/// sign-ins allocate, which at a few thousand sockets is most of the delta.
+pub async fn idle_jwt(s: &Settings, target: Target, requested: usize) -> Result<Vec<Row>> {
+    if !target.is_tidings() {
+        eprintln!("  idle-jwt: only Tidings takes JWTs; skipped");
+        return Ok(Vec::new());
+    }
+    idle_as(s, target, requested, "idle-jwt").await
+}
+
+async fn idle_as(
+    s: &Settings,
+    target: Target,
+    requested: usize,
+    scenario: &str,
+) -> Result<Vec<Row>> {
     let n = requested.min(socket_capacity());
     if n < requested {
         eprintln!(
@@ -322,12 +349,14 @@ pub async fn idle(s: &Settings, target: Target, requested: usize) -> Result<Vec<
              (RLIMIT_NOFILE hard limit, not raisable here) lets one process hold {n}"
         );
     }
-    let label = format!("idle {}", target.name());
+    let label = format!("{scenario} {}", target.name());
     let d = deploy(s, target, n, 1).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss0 = d.servers[0].rss_kb();
     let setup = if target == Target::Floor {
         Setup::Connect
+    } else if scenario == "idle-jwt" {
+        Setup::AuthJwt
     } else {
         Setup::Auth
     };
@@ -344,12 +373,12 @@ pub async fn idle(s: &Settings, target: Target, requested: usize) -> Result<Vec<
         0.0
     };
     Ok(vec![
-        Row::new("idle", t, n, "requested", requested as f64, "sockets"),
-        Row::new("idle", t, n, "connected", ok as f64, "sockets"),
-        Row::new("idle", t, n, "rss_per_conn", per, "KiB"),
-        Row::new("idle", t, n, "rss_before", rss0 as f64 / 1024.0, "MiB"),
-        Row::new("idle", t, n, "rss_after", rss1 as f64 / 1024.0, "MiB"),
-        Row::new("idle", t, n, "setup_time", took.as_secs_f64(), "s"),
+        Row::new(scenario, t, n, "requested", requested as f64, "sockets"),
+        Row::new(scenario, t, n, "connected", ok as f64, "sockets"),
+        Row::new(scenario, t, n, "rss_per_conn", per, "KiB"),
+        Row::new(scenario, t, n, "rss_before", rss0 as f64 / 1024.0, "MiB"),
+        Row::new(scenario, t, n, "rss_after", rss1 as f64 / 1024.0, "MiB"),
+        Row::new(scenario, t, n, "setup_time", took.as_secs_f64(), "s"),
     ])
 }
 
