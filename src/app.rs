@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::{AuthError, Authenticator, SharedVerifications};
 use crate::cluster::{ClusterAdapter, RedisBus};
 use crate::config::{Config, ConfigError};
 use crate::delivery::{DeliveryChannel, PushLog, RedisLog, SqlLog};
@@ -38,7 +38,7 @@ pub enum StartError {
     #[error("authenticator: {0}")]
     Auth(#[from] AuthError),
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] crate::cluster::BusError),
     #[error("JWT: {0}")]
     Jwt(#[from] crate::auth::jwt::JwtConfigError),
     #[error("{0}")]
@@ -113,7 +113,7 @@ impl Application {
                 auth_proxy.clone(),
             )
         };
-        let (state, router, schema) = match &config.redis_url {
+        let (state, router, schema) = match config.redis_topology() {
             None => {
                 let (layer, io) = socket_io(&config).build_layer();
                 let log = SqlLog::new(db.clone(), config.retention());
@@ -129,15 +129,24 @@ impl Application {
                     serve_stack(&state, layer, engine, gateway::directory(io), &config)?;
                 (state, router, schema)
             }
-            Some(url) => {
-                let bus = RedisBus::connect(url, config.redis_timeout()).await?;
+            Some(topology) => {
+                let bus = RedisBus::connect(&topology, config.redis_timeout()).await?;
+                auth.share_verifications(SharedVerifications::new(
+                    bus.clone(),
+                    &config.redis_prefix,
+                ));
                 let adapter_config =
                     RedisAdapterConfig::new().with_prefix(format!("{}:sio", config.redis_prefix));
                 let adapter = RedisAdapterCtr::new_with_driver(bus.clone(), adapter_config);
                 let (layer, io) = socket_io(&config)
                     .with_adapter::<ClusterAdapter>(adapter)
                     .build_layer();
-                let log = RedisLog::new(bus.clone(), &config.redis_prefix, config.retention());
+                let log = RedisLog::new(
+                    bus.clone(),
+                    &config.redis_prefix,
+                    config.retention(),
+                    config.redis_log_replicas,
+                );
                 let channel = DeliveryChannel::new(bus.clone(), &config.redis_prefix, node_id);
                 let plain_channel = PlainChannel::new(bus.clone(), &config.redis_prefix, node_id);
                 let push = PushService::cluster(

@@ -61,9 +61,31 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Redis URL for multi-node fan-out; unset means a single node.
+    /// Redis URL for multi-node fan-out; unset (with no cluster or
+    /// Sentinel either) means a single node.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// A Redis Cluster instead of one Redis: seed nodes as
+    /// `host:port,host:port,…` (the rest is learnt from them).
+    #[arg(long, env = "TIDINGS_REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    pub redis_cluster_nodes: Vec<String>,
+
+    /// A Redis master followed through Sentinel instead of one Redis:
+    /// the Sentinels as `host:port,…` (with `--redis-sentinel-master`).
+    #[arg(long, env = "TIDINGS_REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Vec<String>,
+
+    /// After logging a push, wait (`WAIT`) until this many replicas have
+    /// it, so a failover cannot lose a push the log accepted (0: do not
+    /// wait; a missing replica then costs each push half of
+    /// `--redis-timeout-ms`). See docs/deploy/README.md, "Failover".
+    #[arg(long, env = "TIDINGS_REDIS_LOG_REPLICAS", default_value_t = 0)]
+    pub redis_log_replicas: u32,
+
+    /// The name Sentinel knows the master by (with `--redis-sentinels`).
+    #[arg(long, env = "TIDINGS_REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
 
     /// Prefix of every Redis key and channel Tidings owns (the Socket.IO
     /// adapter's included), so two clusters can share one Redis.
@@ -260,6 +282,26 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_PLAIN_IDLE_TIMEOUT_SECS", default_value_t = 120)]
     pub plain_idle_timeout_secs: u64,
 
+    /// Note sync (`/notes`): seconds a new connection has to send `auth`
+    /// before it is told so and closed.
+    #[arg(long, env = "TIDINGS_NOTES_AUTH_TIMEOUT_SECS", default_value_t = 30)]
+    pub notes_auth_timeout_secs: u64,
+
+    /// Note sync: most authenticated plain connections (`/notes` and `/ws`
+    /// together) one user may hold on one node when a `/notes` connection
+    /// authenticates.
+    #[arg(
+        long,
+        env = "TIDINGS_NOTES_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 20
+    )]
+    pub notes_max_connections_per_user: usize,
+
+    /// Note sync: most messages one connection may send in any 60 s
+    /// (counted before authentication too).
+    #[arg(long, env = "TIDINGS_NOTES_MESSAGES_PER_MINUTE", default_value_t = 300)]
+    pub notes_messages_per_minute: usize,
+
     /// Shared secret of HS256 tokens (32 bytes at least).
     #[arg(long, env = "TIDINGS_JWT_HS256_SECRET", hide_env_values = true)]
     pub jwt_hs256_secret: Option<String>,
@@ -347,6 +389,12 @@ pub enum ConfigError {
     BadHeaderName(&'static str),
     #[error("--redis-prefix must be 1 to 64 characters of A-Z a-z 0-9 _ - . :")]
     BadRedisPrefix,
+    #[error("give one Redis deployment: {0} cannot be used together")]
+    RedisDeployments(&'static str),
+    #[error("--redis-sentinels needs --redis-sentinel-master, and the other way round")]
+    SentinelHalf,
+    #[error("{flag}: {entry:?} is not host:port or a redis:// URL")]
+    BadRedisNode { flag: &'static str, entry: String },
 }
 
 impl Config {
@@ -404,6 +452,15 @@ impl Config {
             ),
             ("--plain-idle-timeout-secs", self.plain_idle_timeout_secs),
             ("--auth-proxy-timeout-ms", self.auth_proxy_timeout_ms),
+            ("--notes-auth-timeout-secs", self.notes_auth_timeout_secs),
+            (
+                "--notes-max-connections-per-user",
+                self.notes_max_connections_per_user as u64,
+            ),
+            (
+                "--notes-messages-per-minute",
+                self.notes_messages_per_minute as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -417,6 +474,7 @@ impl Config {
         if !prefix_ok {
             return Err(ConfigError::BadRedisPrefix);
         }
+        self.validate_redis()?;
         if self.api_key.as_ref().is_some_and(|key| key.len() < 16) {
             return Err(ConfigError::WeakApiKey);
         }
@@ -452,6 +510,74 @@ impl Config {
             return Err(ConfigError::Zero("--argon2-concurrency"));
         }
         Ok(())
+    }
+
+    fn validate_redis(&self) -> Result<(), ConfigError> {
+        let url = self.redis_url.is_some();
+        let cluster = !self.redis_cluster_nodes.is_empty();
+        let sentinel = !self.redis_sentinels.is_empty() || self.redis_sentinel_master.is_some();
+        match (url, cluster, sentinel) {
+            (true, true, _) => {
+                return Err(ConfigError::RedisDeployments(
+                    "--redis-url and --redis-cluster-nodes",
+                ))
+            }
+            (true, _, true) => {
+                return Err(ConfigError::RedisDeployments(
+                    "--redis-url and --redis-sentinels",
+                ))
+            }
+            (_, true, true) => {
+                return Err(ConfigError::RedisDeployments(
+                    "--redis-cluster-nodes and --redis-sentinels",
+                ))
+            }
+            _ => {}
+        }
+        if sentinel
+            && (self.redis_sentinels.is_empty()
+                || self
+                    .redis_sentinel_master
+                    .as_deref()
+                    .is_none_or(str::is_empty))
+        {
+            return Err(ConfigError::SentinelHalf);
+        }
+        for (flag, entries) in [
+            ("--redis-cluster-nodes", &self.redis_cluster_nodes),
+            ("--redis-sentinels", &self.redis_sentinels),
+        ] {
+            if let Some(entry) = entries
+                .iter()
+                .find(|e| !crate::cluster::topology::valid_node(e))
+            {
+                return Err(ConfigError::BadRedisNode {
+                    flag,
+                    entry: entry.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The Redis deployment this node joins, if any (after `validate`).
+    pub fn redis_topology(&self) -> Option<crate::cluster::RedisTopology> {
+        use crate::cluster::RedisTopology;
+        if let Some(url) = &self.redis_url {
+            Some(RedisTopology::Single { url: url.clone() })
+        } else if !self.redis_cluster_nodes.is_empty() {
+            Some(RedisTopology::Cluster {
+                seeds: self.redis_cluster_nodes.clone(),
+            })
+        } else {
+            match (&self.redis_sentinel_master, self.redis_sentinels.is_empty()) {
+                (Some(master), false) => Some(RedisTopology::Sentinel {
+                    sentinels: self.redis_sentinels.clone(),
+                    master: master.clone(),
+                }),
+                _ => None,
+            }
+        }
     }
 
     pub fn presence_timeout(&self) -> Duration {
@@ -500,6 +626,9 @@ impl Config {
         config.listen = ([127, 0, 0, 1], 0).into();
         config.database_url = database_url.into();
         config.redis_url = None;
+        config.redis_cluster_nodes.clear();
+        config.redis_sentinels.clear();
+        config.redis_sentinel_master = None;
         config
     }
 }

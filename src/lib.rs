@@ -15,6 +15,9 @@
 //!   rooms, relay, typing, `getChats`, disconnect.
 //! - [`plain`]: the plain WebSocket transport (`/ws`, `/ws/<room>`), on
 //!   the same users, rooms and pushes as the gateway.
+//! - [`notes`]: note sync, the notes app's WebSocket protocol (`/notes`):
+//!   signed envelope, pipeline, note and folder messages, on the same
+//!   registry and durable pushes as `/ws`.
 //! - [`protocol`]: wire rules both transports share (relayed events).
 //! - [`rooms`]: room names and the one policy deciding who may join what.
 //! - [`push`]: the push service, the only way anything reaches a user.
@@ -47,6 +50,7 @@ pub mod gateway;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod notes;
 pub mod persistence;
 pub mod plain;
 pub mod presence;

@@ -132,6 +132,7 @@ pub struct Metrics {
     pub resyncs: Counter,
     pub origin_refused: Counter,
     pub argon2_verifications: Counter,
+    pub shared_verification_hits: Counter,
     pub auth_refused_unverified: Counter,
 
     /// Time from credentials to a verdict (database, cache, argon2).
@@ -230,6 +231,11 @@ impl Metrics {
             "tidings_argon2_verifications",
             "secrets verified with argon2 (cache misses, dummy verifications of unknown users included)",
         );
+        let shared_verification_hits = counter(
+            &mut registry,
+            "tidings_auth_shared_verification_hits",
+            "secrets accepted without argon2 because another node had verified them (proof in Redis)",
+        );
         let auth_refused_unverified = counter(
             &mut registry,
             "tidings_auth_refused_unverified",
@@ -325,6 +331,7 @@ impl Metrics {
             resyncs,
             origin_refused,
             argon2_verifications,
+            shared_verification_hits,
             auth_refused_unverified,
             auth_latency,
             argon2_queue_wait,

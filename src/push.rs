@@ -208,13 +208,29 @@ impl PushService {
             Err(err) => {
                 self.metrics.pushes_not_logged.inc_by(users.len() as u64);
                 tracing::warn!(event, users = users.len(), error = %err, "push not logged; delivering to reachable sockets without a seq");
-                self.to_users_at_most_once(users, event, &payload).await;
+                if let Some(payload) = crate::delivery::addressed(&payload, None) {
+                    self.to_users_at_most_once(users, event, payload.as_ref())
+                        .await;
+                }
             }
         }
     }
 
     pub async fn to_user<T: Serialize + ?Sized>(&self, user: Uuid, event: &str, payload: &T) {
         self.to_users(&[user], event, payload).await;
+    }
+
+    /// A durable push to every connection of `user` on every node but the
+    /// plain connection whose tab is `except` (the one that caused it).
+    /// `payload` must be a JSON object: the mark rides in it.
+    pub async fn to_user_except(&self, user: Uuid, except: &str, event: &str, mut payload: Value) {
+        if let Value::Object(fields) = &mut payload {
+            fields.insert(
+                crate::delivery::EXCEPT_KEY.to_owned(),
+                Value::String(except.to_owned()),
+            );
+        }
+        self.to_users(&[user], event, &payload).await;
     }
 
     /// A logged push from another node, for this node's sockets.
@@ -368,6 +384,10 @@ pub struct SocketOutbox<'a, A: Adapter>(pub &'a SocketRef<A>);
 
 impl<A: Adapter> Outbox for SocketOutbox<'_, A> {
     fn send(&self, event: &str, payload: &Value, meta: &Value) -> bool {
+        let Some(payload) = crate::delivery::addressed(payload, None) else {
+            return true;
+        };
+        let payload = payload.as_ref();
         let sent = if meta.is_null() {
             self.0.emit(event, payload)
         } else {

@@ -199,7 +199,10 @@ impl graphql::Backend for AppState {
             .map(|entry| LogEntry {
                 seq: entry.seq,
                 event: entry.event,
-                payload: entry.payload,
+                // Without the mark of the connection a sync left out.
+                payload: crate::delivery::addressed(&entry.payload, None)
+                    .map(std::borrow::Cow::into_owned)
+                    .unwrap_or_default(),
                 created_at: entry.created_at,
             })
             .collect())

@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod doc;
 pub mod durable;
+pub mod notes;
 pub mod report;
 pub mod scenarios;
 pub mod seed;

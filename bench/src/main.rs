@@ -48,6 +48,13 @@ enum Cmd {
     /// Bytes per retained push in Redis (`MEMORY USAGE`). `--n` (users)
     /// defaults to BENCH_LOG_USERS or 1000.
     LogCost(Common),
+    /// push-latency and fanout on two nodes, on one Redis and on a Redis
+    /// Cluster (`--redis-cluster-nodes`), in one run.
+    RedisTopologies(Common),
+    /// Note sync (`/notes`): `--n` idle users, `--pairs` users with two
+    /// devices; note_update → note_sync latency at `--rate`, then updates/s
+    /// in a closed loop (`--seconds` each), on `--db`.
+    NoteSync(Common),
     /// Every scenario, with per-scenario sizes.
     All(AllArgs),
     /// Writes docs/benchmarks.md (and PNG charts) from a results CSV.
@@ -82,6 +89,14 @@ struct Common {
         default_value = "redis://127.0.0.1:6379"
     )]
     redis_url: String,
+    /// redis-topologies: seeds of the Redis Cluster to compare with one
+    /// Redis (`scripts/redis-topologies up cluster` starts this one).
+    #[arg(
+        long,
+        env = "BENCH_REDIS_CLUSTER_NODES",
+        default_value = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
+    )]
+    redis_cluster_nodes: String,
     /// push-latency: sendMessage requests per second.
     #[arg(long, env = "BENCH_RATE", default_value_t = 200)]
     rate: u32,
@@ -183,6 +198,7 @@ fn settings(c: &Common, jitter_secs: u64) -> Result<Settings> {
             .unwrap_or_else(servers::default_floor_bin),
         pg_admin_url: c.postgres_url.clone(),
         redis_url: c.redis_url.clone(),
+        redis_cluster_nodes: None,
         rate: c.rate,
         seconds: c.seconds.unwrap_or(10),
         pairs: c.pairs,
@@ -199,6 +215,7 @@ fn settings(c: &Common, jitter_secs: u64) -> Result<Settings> {
             log_depths: c.log_depths.clone(),
         },
         resume_window_secs: c.resume_window_secs,
+        server_env: Vec::new(),
     })
 }
 
@@ -243,9 +260,11 @@ async fn main() -> Result<()> {
         | Cmd::PushLatency(c)
         | Cmd::Fanout(c)
         | Cmd::Cluster(c)
+        | Cmd::RedisTopologies(c)
         | Cmd::Jitter(c)
         | Cmd::Avalanche(c)
-        | Cmd::LogCost(c) => (c.clone(), None),
+        | Cmd::LogCost(c)
+        | Cmd::NoteSync(c) => (c.clone(), None),
     };
     let jitter_secs = match &cli.command {
         Cmd::All(a) => a.jitter_secs,
@@ -305,6 +324,13 @@ async fn main() -> Result<()> {
             })
             .await
         }
+        Cmd::RedisTopologies(c) => {
+            let seeds = c.redis_cluster_nodes.clone();
+            run("redis-topologies", &s, &targets, &mut rows, async |s, t| {
+                scenarios::redis_topologies(s, t, n, &seeds).await
+            })
+            .await
+        }
         Cmd::Jitter(_) => {
             let n = n_or("BENCH_JITTER_N", 10000);
             run("jitter", &s, &targets, &mut rows, async |s, t| {
@@ -324,6 +350,16 @@ async fn main() -> Result<()> {
             run("log-cost", &s, &targets, &mut rows, async |s, t| {
                 delivery::log_cost(s, t, n).await
             })
+            .await
+        }
+        Cmd::NoteSync(_) => {
+            run(
+                "note-sync",
+                &s,
+                &[Target::Tidings],
+                &mut rows,
+                async |s, _| tidings_bench::notes::note_sync(s, n).await,
+            )
             .await
         }
         Cmd::All(a) => {

@@ -32,6 +32,9 @@ pub struct Settings {
     pub floor_bin: PathBuf,
     pub pg_admin_url: String,
     pub redis_url: String,
+    /// Two-node scenarios join this Redis Cluster (seeds) instead of
+    /// `redis_url` (the redis-topologies scenario sets it).
+    pub redis_cluster_nodes: Option<String>,
     /// sendMessage requests per second in push-latency.
     pub rate: u32,
     /// Seconds push-latency sends for.
@@ -50,6 +53,8 @@ pub struct Settings {
     pub durable: crate::delivery::DurableSettings,
     /// `TIDINGS_RESUME_WINDOW_SECS` for the servers (None: their default).
     pub resume_window_secs: Option<u64>,
+    /// More environment for Tidings servers (a scenario's own settings).
+    pub server_env: Vec<(String, String)>,
 }
 
 pub(crate) struct Deployment {
@@ -158,7 +163,9 @@ pub(crate) async fn deploy(
                         bin: &s.tidings_bin,
                         database_url: &url,
                         redis: (nodes > 1).then_some((s.redis_url.as_str(), prefix.as_str())),
+                        redis_cluster: s.redis_cluster_nodes.as_deref(),
                         resume_window_secs: s.resume_window_secs,
+                        env: &s.server_env,
                     })
                     .await?
                 }
@@ -894,5 +901,33 @@ pub async fn cluster(
     }
     let mut rows = push_latency_on(s, target, push_n, 2, "cluster-push-latency").await?;
     rows.extend(fanout_on(s, target, fanout_n, 2, "cluster-fanout").await?);
+    Ok(rows)
+}
+
+/// The cluster scenarios (push latency and fan-out on two nodes, sockets
+/// on A, requests to B) on one Redis and then on a Redis Cluster (`seeds`,
+/// e.g. the three masters `scripts/redis-topologies up cluster` starts),
+/// in one run so the two are measured under the same load.
+pub async fn redis_topologies(
+    s: &Settings,
+    target: Target,
+    n: usize,
+    seeds: &str,
+) -> Result<Vec<Row>> {
+    if target != Target::Tidings {
+        return Ok(Vec::new());
+    }
+    let one = Settings {
+        redis_cluster_nodes: None,
+        ..s.clone()
+    };
+    let mut rows = push_latency_on(&one, target, n, 2, "redis-one-push-latency").await?;
+    rows.extend(fanout_on(&one, target, n, 2, "redis-one-fanout").await?);
+    let sharded = Settings {
+        redis_cluster_nodes: Some(seeds.to_owned()),
+        ..s.clone()
+    };
+    rows.extend(push_latency_on(&sharded, target, n, 2, "redis-cluster-push-latency").await?);
+    rows.extend(fanout_on(&sharded, target, n, 2, "redis-cluster-fanout").await?);
     Ok(rows)
 }

@@ -166,7 +166,11 @@ pub struct TidingsOptions<'a> {
     pub bin: &'a PathBuf,
     pub database_url: &'a str,
     pub redis: Option<(&'a str, &'a str)>,
+    /// With `redis`: join this Redis Cluster (seeds) instead of its URL.
+    pub redis_cluster: Option<&'a str>,
     pub resume_window_secs: Option<u64>,
+    /// Set last, so it overrides the defaults above.
+    pub env: &'a [(String, String)],
 }
 
 /// Starts `cmd` as the server `target` listening on `port`, its output in a
@@ -206,13 +210,22 @@ pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
             "RUST_LOG",
             std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),
         )
-        .env_remove("REDIS_URL");
+        .env_remove("REDIS_URL")
+        .env_remove("TIDINGS_REDIS_CLUSTER_NODES")
+        .env_remove("TIDINGS_REDIS_SENTINELS")
+        .env_remove("TIDINGS_REDIS_SENTINEL_MASTER");
     if let Some(secs) = o.resume_window_secs {
         cmd.env("TIDINGS_RESUME_WINDOW_SECS", secs.to_string());
     }
     if let Some((url, prefix)) = o.redis {
-        cmd.env("REDIS_URL", url)
-            .env("TIDINGS_REDIS_PREFIX", prefix);
+        match o.redis_cluster {
+            Some(seeds) => cmd.env("TIDINGS_REDIS_CLUSTER_NODES", seeds),
+            None => cmd.env("REDIS_URL", url),
+        };
+        cmd.env("TIDINGS_REDIS_PREFIX", prefix);
+    }
+    for (name, value) in o.env {
+        cmd.env(name, value);
     }
     let server = launch(Target::Tidings, cmd, port)?;
     wait_http_ready(&server, "/readyz").await?;

@@ -35,6 +35,7 @@ fn settings() -> Option<Settings> {
         floor_bin: servers::default_floor_bin(),
         pg_admin_url: std::env::var("BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+        redis_cluster_nodes: None,
         redis_url: std::env::var("BENCH_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         rate: 20,
@@ -53,6 +54,7 @@ fn settings() -> Option<Settings> {
             log_depths: vec![1, 3],
         },
         resume_window_secs: None,
+        server_env: Vec::new(),
     })
 }
 

@@ -6,8 +6,10 @@
 
 pub mod chatroom;
 pub mod chatroom_member;
+pub mod folder;
 pub mod follow;
 pub mod message;
+pub mod note;
 pub mod user;
 
 /// Milliseconds since the Unix epoch, the one clock every row and push uses.

@@ -17,6 +17,8 @@
 //! - `introspection`: the second schema that answers pure introspection
 //!   documents under a depth limit of their own (so GraphiQL can load).
 //! - [`events`]: payloads of the Socket.IO events that mutations push.
+//! - [`notes`]: the notes app's notes and folders: their store (shared with
+//!   the note-sync WebSocket), sync payloads, queries and mutations.
 
 pub mod backend;
 mod chatroom_admin;
@@ -27,6 +29,7 @@ mod introspection;
 mod message_push;
 mod message_state;
 mod mutation;
+pub mod notes;
 mod push_log;
 mod query;
 mod types;

@@ -30,6 +30,7 @@ pub struct MutationRoot(
     SocialMutations,
     crate::chatroom_admin::ChatroomMutations,
     crate::message_state::MessageStateMutations,
+    crate::notes::NoteMutations,
 );
 
 /// Mutations that hash with argon2 cost the most; their complexity keeps a

@@ -17,7 +17,11 @@ pub const MAX_PAGE: u64 = 100;
 
 /// Every query: this crate's query groups, merged.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct QueryRoot(SocialQueries, crate::push_log::PushLogQueries);
+pub struct QueryRoot(
+    SocialQueries,
+    crate::push_log::PushLogQueries,
+    crate::notes::NoteQueries,
+);
 
 /// Users, follows, chatrooms and presence.
 #[derive(Default)]
@@ -193,7 +197,7 @@ pub(crate) async fn ensure_member(
         .ok_or(ApiError::NotFound("chatroom"))
 }
 
-fn page_size(n: i32, argument: &str) -> ApiResult<u64> {
+pub(crate) fn page_size(n: i32, argument: &str) -> ApiResult<u64> {
     match u64::try_from(n) {
         Ok(n @ 1..=MAX_PAGE) => Ok(n),
         _ => Err(ApiError::bad_input(format!(

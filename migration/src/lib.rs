@@ -9,6 +9,7 @@ mod m20261122_000001_create_tables;
 mod m20261123_000001_chatroom_creator;
 mod m20261201_000001_names_and_message_state;
 mod m20261201_100000_push_log;
+mod m20261201_200000_notes;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_chatroom_creator::Migration),
             Box::new(m20261201_000001_names_and_message_state::Migration),
             Box::new(m20261201_100000_push_log::Migration),
+            Box::new(m20261201_200000_notes::Migration),
         ]
     }
 }

@@ -13,6 +13,9 @@
 //!   a hit requires the row's hash to be the one in the cache, so a rotated
 //!   secret stops working at once on every node without any invalidation
 //!   message.
+//! - With Redis, a verification is also left as a proof for the other
+//!   nodes (`shared_verifications`), so a client moving to another node
+//!   costs it a `GET`, not argon2.
 //! - An unknown user id still costs one argon2 verification (against a dummy
 //!   hash), so response time does not reveal which ids exist.
 //! - Every path that checks a credential comes through here, so one
@@ -26,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use base64::Engine;
@@ -39,6 +42,7 @@ use uuid::Uuid;
 
 use super::credentials::{Credentials, Secret};
 use super::kdf::{Kdf, KdfError};
+use super::shared_verifications::{Proof, SharedVerifications};
 use crate::limits::FailureLedger;
 use crate::metrics::{AuthOutcome, Metrics};
 
@@ -109,6 +113,8 @@ struct Inner {
     dummy_hash: String,
     /// Outside tokens (JWT), when keys are configured.
     jwt: Option<super::jwt::JwtVerifier>,
+    /// Verifications shared with the other nodes, once Redis is connected.
+    shared: OnceLock<SharedVerifications>,
 }
 
 #[derive(Clone)]
@@ -148,8 +154,17 @@ impl Authenticator {
                 digest_key,
                 dummy_hash,
                 jwt,
+                shared: OnceLock::new(),
             }),
         })
+    }
+
+    /// From now on, verifications are shared with the cluster's other
+    /// nodes through Redis (set once, when the node joins a cluster).
+    pub fn share_verifications(&self, shared: SharedVerifications) {
+        if self.inner.shared.set(shared).is_err() {
+            tracing::warn!("verifications were already shared; the second store is ignored");
+        }
     }
 
     /// Verifies outside tokens; none when no JWT key is configured.
@@ -202,9 +217,23 @@ impl Authenticator {
             secret: self.digest(credentials.secret.expose().as_bytes()),
             hash: self.digest(row.secret_hash.as_bytes()),
         });
-        if let (Some(row), Some(verified)) = (&row, &verified) {
+        let proof = row.as_ref().map(|row| {
+            Proof::of(
+                row.id,
+                credentials.secret.expose().as_bytes(),
+                &row.secret_hash,
+            )
+        });
+        if let (Some(row), Some(verified), Some(proof)) = (&row, &verified, &proof) {
             if let Some(hit) = self.inner.cache.get(&row.id) {
                 if hit.secret == verified.secret && hit.hash == verified.hash {
+                    return Ok(row.clone());
+                }
+            }
+            if let Some(shared) = self.inner.shared.get() {
+                if shared.holds(row.id, proof).await {
+                    self.inner.metrics.shared_verification_hits.inc();
+                    self.inner.cache.insert(row.id, verified.clone());
                     return Ok(row.clone());
                 }
             }
@@ -224,6 +253,9 @@ impl Authenticator {
         match (row, verified) {
             (Some(row), Some(verified)) if matches => {
                 self.inner.cache.insert(row.id, verified);
+                if let (Some(shared), Some(proof)) = (self.inner.shared.get(), &proof) {
+                    shared.remember(row.id, proof).await;
+                }
                 Ok(row)
             }
             _ => {

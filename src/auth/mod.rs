@@ -12,6 +12,8 @@ pub mod jwt;
 mod kdf;
 pub mod outside;
 pub mod proxy;
+mod shared_verifications;
 
 pub use authenticator::{AuthError, Authenticator, Blocked};
 pub use credentials::{parse_user_id, Credentials, CredentialsError, Secret};
+pub use shared_verifications::SharedVerifications;

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use socketioxide_redis::drivers::Driver;
 
 use super::{BackgroundPush, Target};
 use crate::metrics::PushKind;
@@ -27,7 +26,7 @@ pub async fn listen(app: AppState) {
     };
     let channel = app.config().background_push_channel.clone();
     let mut messages = loop {
-        match bus.subscribe(channel.clone(), 1024).await {
+        match bus.subscribe_to_services(channel.clone(), 1024).await {
             Ok(messages) => break messages,
             Err(err) => {
                 tracing::warn!(channel, error = %err, "cannot subscribe to BackgroundPush yet; retrying");

@@ -2,10 +2,12 @@
 //!
 //! Every two seconds a node writes its snapshot under
 //! `<prefix>:node:{<node id>}:stats` (one key per node, its id as the hash
-//! tag) with a ten-second expiry: a node that dies drops out of the
-//! cluster view by itself, with nobody to clean up. The operator view reads
-//! every node's key, so whichever node a browser reaches shows the whole
-//! cluster.
+//! tag) with a ten-second expiry, and its id with the time into the sorted
+//! set `<prefix>:node-stats`: a node that dies drops out of the cluster
+//! view by itself, with nobody to clean up. The operator view reads the
+//! ids of the last ten seconds from the set and then each node's key, so
+//! whichever node a browser reaches shows the whole cluster. (Not `SCAN`:
+//! on a Redis Cluster it would see one shard's keys only.)
 
 use std::time::Duration;
 
@@ -61,14 +63,9 @@ pub fn spawn(app: WeakAppState) {
                 return;
             };
             let stats = snapshot(&app).await;
-            let key = key(&app.config().redis_prefix, &app.node_id().to_string());
-            let written: Result<(), redis::RedisError> = redis::cmd("SET")
-                .arg(&key)
-                .arg(stats.to_string())
-                .arg("EX")
-                .arg(EXPIRES_SECS)
-                .query_async(&mut bus.connection())
-                .await;
+            let prefix = &app.config().redis_prefix;
+            let node = app.node_id().to_string();
+            let written = write(bus, prefix, &node, &stats).await;
             if let Err(err) = written {
                 tracing::debug!(error = %err, "could not publish node stats");
             }
@@ -76,34 +73,60 @@ pub fn spawn(app: WeakAppState) {
     });
 }
 
+fn index_key(prefix: &str) -> String {
+    format!("{prefix}:node-stats")
+}
+
+/// This node's snapshot, then its entry in the index (older entries out).
+async fn write(
+    bus: &RedisBus,
+    prefix: &str,
+    node: &str,
+    stats: &Value,
+) -> Result<(), redis::RedisError> {
+    let mut conn = bus.connection();
+    redis::cmd("SET")
+        .arg(key(prefix, node))
+        .arg(stats.to_string())
+        .arg("EX")
+        .arg(EXPIRES_SECS)
+        .query_async::<()>(&mut conn)
+        .await?;
+    let now = now_ms();
+    redis::cmd("ZADD")
+        .arg(index_key(prefix))
+        .arg(now)
+        .arg(node)
+        .query_async::<()>(&mut conn)
+        .await?;
+    redis::cmd("ZREMRANGEBYSCORE")
+        .arg(index_key(prefix))
+        .arg("-inf")
+        .arg(now.saturating_sub(EXPIRES_SECS * 1000))
+        .query_async::<()>(&mut conn)
+        .await
+}
+
 /// Every node's last snapshot (those written in the last ten seconds).
 pub async fn cluster(bus: &RedisBus, prefix: &str) -> Result<Vec<Value>, redis::RedisError> {
     let mut conn = bus.connection();
-    let pattern = format!("{prefix}:node:{{*}}:stats");
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(100)
+    let since = now_ms().saturating_sub(EXPIRES_SECS * 1000);
+    let nodes: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        .arg(index_key(prefix))
+        .arg(since)
+        .arg("+inf")
+        .query_async(&mut conn)
+        .await?;
+    let mut snapshots = Vec::with_capacity(nodes.len());
+    // One GET per key, not MGET: the keys live in different hash slots.
+    for node in nodes {
+        let text: Option<String> = redis::cmd("GET")
+            .arg(key(prefix, &node))
             .query_async(&mut conn)
             .await?;
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    let mut nodes = Vec::with_capacity(keys.len());
-    // One GET per key, not MGET: the keys live in different hash slots.
-    for key in keys {
-        let text: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
         if let Some(stats) = text.and_then(|t| serde_json::from_str(&t).ok()) {
-            nodes.push(stats);
+            snapshots.push(stats);
         }
     }
-    Ok(nodes)
+    Ok(snapshots)
 }

@@ -20,3 +20,31 @@ pub use cursor::{Cursor, Outbox, Position, ReplayError, Replayed};
 pub use log::{LogError, LogRead, LoggedPush, PushLog, Retention};
 pub use redis_log::RedisLog;
 pub use sql_log::SqlLog;
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+/// A durable push may name the one connection that must not receive it
+/// (the connection that caused it: note sync's "every other connection of
+/// the user"). The mark travels inside the payload, so it survives the log,
+/// a gap filled from it and the hop to other nodes; every outbox passes its
+/// payload through [`addressed`], which removes it.
+pub const EXCEPT_KEY: &str = "__exceptConnection";
+
+/// The payload `me` (a plain connection's tab; `None` for a Socket.IO
+/// socket) should send, without the [`EXCEPT_KEY`] mark; `None` when the
+/// push names `me` as the connection to leave out.
+pub fn addressed<'a>(payload: &'a Value, me: Option<&str>) -> Option<Cow<'a, Value>> {
+    let Some(except) = payload.get(EXCEPT_KEY) else {
+        return Some(Cow::Borrowed(payload));
+    };
+    if me.is_some() && except.as_str() == me {
+        return None;
+    }
+    let mut payload = payload.clone();
+    if let Value::Object(fields) = &mut payload {
+        fields.remove(EXCEPT_KEY);
+    }
+    Some(Cow::Owned(payload))
+}

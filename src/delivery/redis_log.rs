@@ -55,16 +55,19 @@ pub struct RedisLog {
     bus: RedisBus,
     prefix: String,
     retention: Retention,
+    /// Replicas each append waits for (`--redis-log-replicas`).
+    replicas: u32,
     append: Script,
     read: Script,
 }
 
 impl RedisLog {
-    pub fn new(bus: RedisBus, prefix: &str, retention: Retention) -> Self {
+    pub fn new(bus: RedisBus, prefix: &str, retention: Retention, replicas: u32) -> Self {
         Self {
             bus,
             prefix: prefix.to_owned(),
             retention,
+            replicas,
             append: Script::new(APPEND),
             read: Script::new(READ),
         }
@@ -93,8 +96,27 @@ impl RedisLog {
                 .arg(payload)
                 .arg(self.retention.max_events.max(1))
                 .arg(window);
-            self.bus
-                .bounded(async move { invocation.invoke_async::<u64>(&mut conn).await })
+            let log_key = self.key(*user, "log");
+            async move {
+                let seq = self
+                    .bus
+                    .bounded(async move { invocation.invoke_async::<u64>(&mut conn).await })
+                    .await?;
+                if self.replicas > 0 {
+                    // The push is in the master already; a replica that
+                    // did not confirm it only narrows what a failover keeps.
+                    match self.bus.wait_for_replicas(&log_key, self.replicas).await {
+                        Ok(confirmed) if confirmed >= self.replicas => {}
+                        Ok(confirmed) => {
+                            tracing::debug!(seq, confirmed, wanted = self.replicas, "a logged push is not on enough replicas yet")
+                        }
+                        Err(err) => {
+                            tracing::warn!(seq, error = %err, "cannot confirm a logged push on a replica")
+                        }
+                    }
+                }
+                Ok::<u64, redis::RedisError>(seq)
+            }
         });
         Ok(try_join_all(appends).await?)
     }

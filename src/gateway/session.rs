@@ -24,6 +24,19 @@ use super::engine_requests::Carried;
 use super::handshake;
 use super::resume::{self, Start};
 
+/// Server-side authentication failures tried again before `auth` false:
+/// 0.25 s, 0.5 s, 1 s, 2 s (±50 %), about 4 s in all, well inside the
+/// authentication deadline.
+const TRANSIENT_RETRIES: u32 = 4;
+const TRANSIENT_RETRY_FIRST: Duration = Duration::from_millis(250);
+
+/// A pause spread over ½–1½ of itself, so sockets that failed together do
+/// not come back together.
+fn jittered(pause: Duration) -> Duration {
+    use rand::Rng;
+    pause.mul_f64(rand::thread_rng().gen_range(0.5..1.5))
+}
+
 pub struct Session {
     /// Weak: see the module doc of `gateway` (the socket layer lives inside
     /// the state; a strong reference back would be a cycle).
@@ -374,6 +387,32 @@ impl Session {
         outcome
     }
 
+    /// Authenticates, trying again while the failure is the server's own
+    /// (the database pool exhausted by a reconnect storm, a lost argon2
+    /// task) and the socket is still there. Answering `auth` false at once
+    /// would make every client of a storm reconnect and try again at the
+    /// same moment, which is what exhausted the pool; and a page that
+    /// emits `initialConnection` only once would stay signed out.
+    async fn authenticate_patiently<A: Adapter>(
+        &self,
+        app: &AppState,
+        s: &SocketRef<A>,
+        credentials: &Credentials,
+    ) -> Result<entity::user::Model, AuthError> {
+        let mut pause = TRANSIENT_RETRY_FIRST;
+        for _ in 0..TRANSIENT_RETRIES {
+            match app.auth().authenticate(credentials, self.addr).await {
+                Err(err @ (AuthError::Database(_) | AuthError::Hashing(_))) if s.connected() => {
+                    tracing::warn!(socket_id = %s.id, error = %err, retry_in_ms = pause.as_millis() as u64, "authentication failed on the server's side; trying again");
+                    tokio::time::sleep(jittered(pause)).await;
+                    pause *= 2;
+                }
+                result => return result,
+            }
+        }
+        app.auth().authenticate(credentials, self.addr).await
+    }
+
     async fn verify_and_bind<A: Adapter>(
         &self,
         app: &AppState,
@@ -385,7 +424,7 @@ impl Session {
     ) -> Outcome {
         let user_id = match credentials {
             Proof::Secret(credentials) => {
-                match app.auth().authenticate(credentials, self.addr).await {
+                match self.authenticate_patiently(app, s, credentials).await {
                     Ok(user) => user.id,
                     Err(AuthError::Rejected) => return Outcome::Denied,
                     Err(AuthError::TooManyFailures(Blocked::Address)) => {

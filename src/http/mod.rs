@@ -51,6 +51,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/ws", get(crate::plain::upgrade))
         .route("/ws/{room}", get(crate::plain::upgrade_into))
+        .route("/notes", get(crate::notes::upgrade))
+        .route("/notes/{*rest}", get(crate::notes::upgrade))
         .route(
             "/api/push",
             post(push_api::push)

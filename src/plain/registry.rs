@@ -29,6 +29,9 @@ pub struct Handle {
     /// Opted in (`?durable=1`) to durable pushes in the `{ type, seq, data }`
     /// envelope.
     durable: bool,
+    /// Its `tabWindowId`, unique across nodes: what a push that must skip
+    /// this connection names (`delivery::EXCEPT_KEY`).
+    tab: String,
 }
 
 impl Handle {
@@ -52,6 +55,15 @@ impl Handle {
         self.send_text(Utf8Bytes::from(value.to_string()))
     }
 
+    /// Queues a WebSocket ping (a keep-alive); false once the connection is
+    /// gone. A full queue is no reason to give up on it.
+    pub fn ping(&self) -> bool {
+        !matches!(
+            self.tx.try_send(Message::Ping(Default::default())),
+            Err(mpsc::error::TrySendError::Closed(_))
+        )
+    }
+
     /// Asks the writer to close with `code` and `reason`.
     pub fn close(&self, code: u16, reason: &str) {
         let frame = CloseFrame {
@@ -70,6 +82,11 @@ impl Handle {
 /// A plain connection as a cursor's outbox: frames in the contract's shape.
 impl Outbox for Handle {
     fn send(&self, event: &str, payload: &Value, meta: &Value) -> bool {
+        // Left out on purpose: taken, so the cursor moves past it.
+        let Some(payload) = crate::delivery::addressed(payload, Some(&self.tab)) else {
+            return true;
+        };
+        let payload = payload.as_ref();
         let frame = if self.durable {
             wire::durable_push(event, payload, meta)
         } else {
@@ -123,6 +140,7 @@ impl PlainRegistry {
             tx,
             cursor: Arc::new(Cursor::default()),
             durable,
+            tab: tab.clone(),
         });
         let mut maps = self.maps();
         maps.by_tab.insert(tab.clone(), id);

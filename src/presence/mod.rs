@@ -71,7 +71,7 @@ impl Presence {
         let Some(bus) = bus else {
             return Self::new(Store::in_process(), push, db, None, node_id, metrics);
         };
-        let store = RedisStore::new(bus.connection(), &config.redis_prefix, node_id);
+        let store = RedisStore::new(bus.clone(), &config.redis_prefix, node_id);
         let announce = Some((bus.clone(), config.presence_channel.clone()));
         let presence = Self::new(
             Store::Redis(Box::new(store)),
@@ -196,7 +196,7 @@ impl Presence {
                 "timestamp": t.timestamp,
                 "nodeId": inner.node_id,
             });
-            if let Err(err) = bus.publish_text(channel, &message.to_string()).await {
+            if let Err(err) = bus.publish_to_services(channel, &message.to_string()).await {
                 tracing::warn!(user_id = %t.user, channel, error = %err, "presence not published");
             }
         }

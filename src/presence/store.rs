@@ -3,24 +3,31 @@
 //! to the one caller whose step made it, so each transition is announced
 //! exactly once however many nodes race.
 //!
-//! In Redis (keys under `<prefix>:presence:`):
-//! - `user:<id>`: the set of nodes holding at least one authenticated
+//! In Redis (keys under `<prefix>:presence:`, each hash-tagged so that no
+//! script or command touches two hash slots of a Redis Cluster):
+//! - `user:{<id>}`: the set of nodes holding at least one authenticated
 //!   socket of that user. The user is online while it is not empty.
-//! - `node:<id>`: the users a node has put itself down for, so that a dead
-//!   node's entries can be taken out without scanning every user.
+//! - `node:{<id>}`: the users a node has put itself down for, so that a
+//!   dead node's entries can be taken out without scanning every user.
 //! - `nodes`: when each node last beat, by Redis's own clock (no skew
 //!   between nodes). A node silent for too long is swept: it is taken out
 //!   of every set it was in, and the users it leaves empty go offline.
 //!
-//! Each step is one Lua script, so it is atomic with respect to the others.
+//! Whether a user went online or offline is decided by one Lua script on
+//! that user's key alone, so it is atomic with respect to every other step
+//! on that user, and a sweep takes each dead node out of `nodes` in one
+//! script, so only one sweeper handles it. The node's own index is kept
+//! beside, by single-key commands: it is only ever a list of candidates
+//! (a stale entry costs a no-op `SREM`).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
 use entity::now_ms;
-use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 use uuid::Uuid;
+
+use crate::cluster::{BusConnection, RedisBus};
 
 /// A user went online or offline at `timestamp` (ms since the epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,9 +96,11 @@ impl Store {
     }
 }
 
-/// The Redis side. Clones of one connection (the node's bus) carry it.
+/// The Redis side, over the node's bus. It asks the bus for a connection
+/// at each step rather than keeping one: with Sentinel the bus moves to a
+/// new master after a failover.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    bus: RedisBus,
     /// `<prefix>:presence:`
     keys: String,
     node: String,
@@ -107,32 +116,33 @@ struct Scripts {
     sweep: Script,
 }
 
+/// KEYS: the user's set. ARGV: this node.
 const HERE: &str = r"
 local added = redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if added == 1 and redis.call('SCARD', KEYS[1]) == 1 then return {1, now} end
 return {0, now}
 ";
 
+/// KEYS: the user's set. ARGV: the node that no longer holds the user.
 const GONE: &str = r"
 local removed = redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if removed == 1 and redis.call('SCARD', KEYS[1]) == 0 then return {1, now} end
 return {0, now}
 ";
 
+/// KEYS: the user's set. Returns whether it held a node, the time, and the
+/// nodes it held (whose indexes the caller updates).
 const FORGET: &str = r"
 local nodes = redis.call('SMEMBERS', KEYS[1])
-for _, node in ipairs(nodes) do redis.call('SREM', ARGV[1] .. node, ARGV[2]) end
 redis.call('DEL', KEYS[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if #nodes > 0 then return {1, now} end
-return {0, now}
+if #nodes > 0 then return {1, now, nodes} end
+return {0, now, nodes}
 ";
 
 /// Returns 1 if the node was not registered (first beat, or it had been
@@ -143,36 +153,27 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZADD', KEYS[1], now, ARGV[1])
 ";
 
-/// ARGV: key prefix, silence (ms) after which a node is dead, and a node id
-/// to remove regardless (a node leaving on shutdown) or ''.
+/// KEYS: `nodes`. ARGV: silence (ms) after which a node is dead, and a
+/// node id to remove regardless (a node leaving on shutdown) or ''.
+/// Returns the time and the nodes this call took out (each taken out by
+/// exactly one caller, which then releases its users).
 const SWEEP: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead
-if ARGV[3] ~= '' then
-  dead = {ARGV[3]}
+if ARGV[2] ~= '' then
+  dead = {ARGV[2]}
 else
-  dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+  dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
 end
-local offline = {}
-for _, node in ipairs(dead) do
-  redis.call('ZREM', KEYS[1], node)
-  local index = ARGV[1] .. 'node:' .. node
-  for _, user in ipairs(redis.call('SMEMBERS', index)) do
-    local key = ARGV[1] .. 'user:' .. user
-    if redis.call('SREM', key, node) == 1 and redis.call('SCARD', key) == 0 then
-      table.insert(offline, user)
-    end
-  end
-  redis.call('DEL', index)
-end
-return {now, dead, offline}
+for _, node in ipairs(dead) do redis.call('ZREM', KEYS[1], node) end
+return {now, dead}
 ";
 
 impl RedisStore {
-    pub fn new(conn: ConnectionManager, prefix: &str, node: Uuid) -> Self {
+    pub fn new(bus: RedisBus, prefix: &str, node: Uuid) -> Self {
         Self {
-            conn,
+            bus,
             keys: format!("{prefix}:presence:"),
             node: node.to_string(),
             scripts: Scripts {
@@ -185,12 +186,40 @@ impl RedisStore {
         }
     }
 
-    fn user_key(&self, user: Uuid) -> String {
-        format!("{}user:{user}", self.keys)
+    fn conn(&self) -> BusConnection {
+        self.bus.connection()
     }
 
-    fn node_key(&self) -> String {
-        format!("{}node:{}", self.keys, self.node)
+    fn user_key(&self, user: Uuid) -> String {
+        format!("{}user:{{{user}}}", self.keys)
+    }
+
+    fn node_key(&self, node: &str) -> String {
+        format!("{}node:{{{node}}}", self.keys)
+    }
+
+    /// Adds `user` to (or takes it out of) `node`'s index.
+    async fn index(&self, node: &str, user: &str, add: bool) -> Result<(), RedisError> {
+        let mut command = redis::cmd(if add { "SADD" } else { "SREM" });
+        command.arg(self.node_key(node)).arg(user);
+        command.query_async(&mut self.conn()).await
+    }
+
+    /// Takes `node` out of `user`'s set: the offline transition, if this
+    /// step left the set empty.
+    async fn release(&self, user: Uuid, node: &str) -> Result<Option<Transition>, RedisError> {
+        let (changed, now): (i64, i64) = self
+            .scripts
+            .gone
+            .key(self.user_key(user))
+            .arg(node)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok((changed == 1).then_some(Transition {
+            user,
+            online: false,
+            timestamp: now,
+        }))
     }
 
     fn nodes_key(&self) -> String {
@@ -198,34 +227,40 @@ impl RedisStore {
     }
 
     async fn set(&self, user: Uuid, here: bool) -> Result<Option<Transition>, RedisError> {
-        let script = if here {
-            &self.scripts.here
-        } else {
-            &self.scripts.gone
-        };
-        let (changed, now): (i64, i64) = script
+        let id = user.to_string();
+        if !here {
+            let transition = self.release(user, &self.node).await?;
+            self.index(&self.node, &id, false).await?;
+            return Ok(transition);
+        }
+        // Indexed first: a node dying between the two steps leaves at most
+        // an index entry that its sweep finds nothing for.
+        self.index(&self.node, &id, true).await?;
+        let (changed, now): (i64, i64) = self
+            .scripts
+            .here
             .key(self.user_key(user))
-            .key(self.node_key())
             .arg(&self.node)
-            .arg(user.to_string())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok((changed == 1).then_some(Transition {
             user,
-            online: here,
+            online: true,
             timestamp: now,
         }))
     }
 
     async fn forget(&self, user: Uuid) -> Result<Option<Transition>, RedisError> {
-        let (changed, now): (i64, i64) = self
+        let (changed, now, nodes): (i64, i64, Vec<String>) = self
             .scripts
             .forget
             .key(self.user_key(user))
-            .arg(format!("{}node:", self.keys))
-            .arg(user.to_string())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
+        let id = user.to_string();
+        for node in &nodes {
+            self.index(node, &id, false).await?;
+        }
         Ok((changed == 1).then_some(Transition {
             user,
             online: false,
@@ -237,11 +272,20 @@ impl RedisStore {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for user in users {
-            pipe.exists(self.user_key(*user));
-        }
-        pipe.query_async(&mut self.conn.clone()).await
+        // One EXISTS each rather than a pipeline: on a cluster the users'
+        // keys live in different slots. The multiplexed connection still
+        // sends them together.
+        let asks = users.iter().map(|user| {
+            let mut conn = self.conn();
+            let key = self.user_key(*user);
+            async move {
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async::<bool>(&mut conn)
+                    .await
+            }
+        });
+        futures_util::future::try_join_all(asks).await
     }
 
     /// Records that this node is alive. Returns true when the node was not
@@ -252,7 +296,7 @@ impl RedisStore {
             .beat
             .key(self.nodes_key())
             .arg(&self.node)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(added == 1)
     }
@@ -265,24 +309,31 @@ impl RedisStore {
         leaving: Option<Uuid>,
     ) -> Result<Sweep, RedisError> {
         let dead_after_ms = u64::try_from(dead_after.as_millis()).unwrap_or(u64::MAX);
-        let (now, dead_nodes, offline): (i64, Vec<String>, Vec<String>) = self
+        let (_now, dead_nodes): (i64, Vec<String>) = self
             .scripts
             .sweep
             .key(self.nodes_key())
-            .arg(&self.keys)
             .arg(dead_after_ms)
             .arg(leaving.map(|n| n.to_string()).unwrap_or_default())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
-        let went_offline = offline
-            .iter()
-            .filter_map(|u| Uuid::parse_str(u).ok())
-            .map(|user| Transition {
-                user,
-                online: false,
-                timestamp: now,
-            })
-            .collect();
+        let mut went_offline = Vec::new();
+        for node in &dead_nodes {
+            let index = self.node_key(node);
+            let users: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(&index)
+                .query_async(&mut self.conn())
+                .await?;
+            for user in users.iter().filter_map(|u| Uuid::parse_str(u).ok()) {
+                if let Some(transition) = self.release(user, node).await? {
+                    went_offline.push(transition);
+                }
+            }
+            redis::cmd("DEL")
+                .arg(&index)
+                .query_async::<()>(&mut self.conn())
+                .await?;
+        }
         Ok(Sweep {
             dead_nodes,
             went_offline,

@@ -12,6 +12,9 @@ fn tidings() -> Command {
     command
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
+        .env_remove("TIDINGS_REDIS_CLUSTER_NODES")
+        .env_remove("TIDINGS_REDIS_SENTINELS")
+        .env_remove("TIDINGS_REDIS_SENTINEL_MASTER")
         .env_remove("TIDINGS_LISTEN");
     command
 }
@@ -88,6 +91,42 @@ async fn invalid_configuration_is_refused_at_start_with_a_clear_message() {
     assert_refused(&["--database-url", "mysql://nope"], "--database-url");
     assert_refused(&["--api-key", "short"], "--api-key");
     assert_refused(&["--redis-prefix", "has space"], "--redis-prefix");
+}
+
+#[tokio::test]
+async fn a_redis_set_up_that_names_two_deployments_or_half_of_one_is_refused_at_start() {
+    assert_refused(
+        &[
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--redis-cluster-nodes",
+            "127.0.0.1:7101",
+        ],
+        "--redis-url and --redis-cluster-nodes cannot be used together",
+    );
+    assert_refused(
+        &[
+            "--redis-cluster-nodes",
+            "127.0.0.1:7101",
+            "--redis-sentinels",
+            "127.0.0.1:27201",
+            "--redis-sentinel-master",
+            "tidings",
+        ],
+        "--redis-cluster-nodes and --redis-sentinels cannot be used together",
+    );
+    assert_refused(
+        &["--redis-sentinels", "127.0.0.1:27201"],
+        "--redis-sentinels needs --redis-sentinel-master",
+    );
+    assert_refused(
+        &["--redis-sentinel-master", "tidings"],
+        "--redis-sentinels needs --redis-sentinel-master",
+    );
+    assert_refused(
+        &["--redis-cluster-nodes", "127.0.0.1:7101,127.0.0.1"],
+        "\"127.0.0.1\" is not host:port",
+    );
 }
 
 #[tokio::test]

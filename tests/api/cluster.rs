@@ -184,3 +184,56 @@ async fn nodes_that_start_together_on_one_postgres_database_do_not_race_on_migra
         assert!(node.is_ok(), "a node failed to start: {:?}", node.err());
     }
 }
+
+/// A client moving to a node it has never used (a crash, a redeploy, a
+/// phone's new connection landing elsewhere) must not cost that node an
+/// argon2 verification: the first node's verification is shared through
+/// Redis. Only the same secret against the same stored hash is accepted.
+#[tokio::test]
+async fn a_secret_verified_on_one_node_is_not_verified_again_on_another() {
+    const VERIFIED: &str = "tidings_argon2_verifications_total";
+    const SHARED: &str = "tidings_auth_shared_verification_hits_total";
+    let (nodes, _db) = spawn_cluster(2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let alice = a.sign_up("alice").await;
+    let _on_a = a.authed_socket(&alice, Transport::WebSocket).await;
+
+    let verified_on_b = b.metric(VERIFIED).await;
+    let _on_b = b.authed_socket(&alice, Transport::Polling).await;
+    assert_eq!(b.metric(VERIFIED).await, verified_on_b);
+    assert_eq!(b.metric(SHARED).await, 1);
+
+    // A wrong secret finds no proof: verified here, and refused.
+    let mut guess = b.socket(Transport::WebSocket).await;
+    let wrong = TestUser {
+        secret: format!("{}x", alice.secret),
+        ..alice.clone()
+    };
+    guess.emit("initialConnection", &wrong.credentials());
+    assert_eq!(guess.expect("auth").await, json!(false));
+    assert_eq!(b.metric(VERIFIED).await, verified_on_b + 1);
+
+    // A rotated secret invalidates the shared proof on every node at once.
+    let rotated = a
+        .graphql_ok(
+            "mutation { rotateSecret { secretkey } }",
+            json!({}),
+            Some(&alice),
+        )
+        .await;
+    let mut stale = b.socket(Transport::WebSocket).await;
+    stale.emit("initialConnection", &alice.credentials());
+    assert_eq!(stale.expect("auth").await, json!(false));
+    let renewed = TestUser {
+        secret: rotated["rotateSecret"]["secretkey"]
+            .as_str()
+            .expect("secret")
+            .to_owned(),
+        ..alice.clone()
+    };
+    let _renewed_on_b = b.authed_socket(&renewed, Transport::WebSocket).await;
+    let verified_on_a = a.metric(VERIFIED).await;
+    let _renewed_on_a = a.authed_socket(&renewed, Transport::WebSocket).await;
+    assert_eq!(a.metric(VERIFIED).await, verified_on_a);
+    assert_eq!(a.metric(SHARED).await, 1);
+}

@@ -101,6 +101,88 @@ pub async fn spawn_cluster_with(
     (apps, sqlite_dir)
 }
 
+/// A local Redis deployment from `scripts/redis-topologies` (started on
+/// first use; idempotent): `"cluster"` or `"sentinel"`. Returns the
+/// script's variables (`TIDINGS_TEST_REDIS_*`).
+pub fn redis_topology(which: &str) -> std::collections::HashMap<String, String> {
+    redis_topology_with(which, &[])
+}
+
+/// `redis_topology` with the script's environment (`env`: e.g. other
+/// ports and directory, for a private deployment a test kills a master of).
+pub fn redis_topology_with(
+    which: &str,
+    env: &[(&str, String)],
+) -> std::collections::HashMap<String, String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redis-topologies");
+    let run = |action: &str| {
+        let mut command = std::process::Command::new(script);
+        command.args([action, which]);
+        command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let output = command.output().expect("scripts/redis-topologies runs");
+        assert!(
+            output.status.success(),
+            "scripts/redis-topologies {action} {which}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // Tests run in parallel: one start at a time, or two would both try
+    // to create the same cluster.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+    run("up");
+    run("env")
+        .lines()
+        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `nodes` servers on the local Redis Cluster (`redis_topology`), under a
+/// prefix of their own. Their `redis_url` names one cluster node, where a
+/// backend service would publish.
+pub async fn spawn_on_redis_cluster(
+    nodes: usize,
+    vars: &std::collections::HashMap<String, String>,
+) -> (Vec<TestApp>, Option<tempfile::TempDir>) {
+    let seeds: Vec<String> = vars["TIDINGS_TEST_REDIS_CLUSTER_NODES"]
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let (mut apps, dir) = spawn_cluster_with(nodes, "", |config| {
+        config.redis_url = None;
+        config.redis_cluster_nodes = seeds.clone();
+    })
+    .await;
+    for app in &mut apps {
+        app.redis_url = Some(vars["TIDINGS_TEST_REDIS_URL"].clone());
+    }
+    (apps, dir)
+}
+
+/// `nodes` servers following the local Sentinel set-up's master.
+pub async fn spawn_on_sentinel(
+    nodes: usize,
+    vars: &std::collections::HashMap<String, String>,
+) -> (Vec<TestApp>, Option<tempfile::TempDir>) {
+    let sentinels: Vec<String> = vars["TIDINGS_TEST_REDIS_SENTINELS"]
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let master = vars["TIDINGS_TEST_REDIS_SENTINEL_MASTER"].clone();
+    let (mut apps, dir) = spawn_cluster_with(nodes, "", |config| {
+        config.redis_url = None;
+        config.redis_sentinels = sentinels.clone();
+        config.redis_sentinel_master = Some(master.clone());
+    })
+    .await;
+    for app in &mut apps {
+        app.redis_url = Some(vars["TIDINGS_TEST_REDIS_URL"].clone());
+    }
+    (apps, dir)
+}
+
 async fn start(mut config: Config) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         tidings::telemetry::init(tidings::config::LogFormat::Text);

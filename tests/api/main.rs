@@ -3,6 +3,7 @@
 
 mod client;
 mod helpers;
+mod notes_client;
 mod plain_client;
 
 mod admin;
@@ -19,6 +20,7 @@ mod health;
 mod limits;
 mod metrics;
 mod mutation_rate;
+mod notes;
 mod openapi;
 mod origin;
 mod outages;
@@ -28,6 +30,8 @@ mod plain_auth_proxy;
 mod plain_identity;
 mod presence;
 mod pushes;
+mod redis_failover;
+mod redis_topologies;
 mod rooms;
 mod social_client;
 mod socket_auth;

@@ -76,7 +76,12 @@ struct Relay {
 
 impl Relay {
     async fn to(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::on(0, target).await
+    }
+
+    /// A relay on a given port: the database coming back where it was.
+    async fn on(port: u16, target: SocketAddr) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
@@ -140,4 +145,33 @@ async fn with_the_database_down_readyz_says_503_within_a_second_and_requests_fai
         "clear error < 1.5 s",
         format!("{} in {took:.0?}", error_code(&answer)),
     );
+}
+
+/// A socket that authenticates while the database is briefly away (as
+/// when a reconnect storm exhausts the pool) is signed in once it answers
+/// again, without `auth` false in between: answering false would make
+/// every client of a storm come back at once, and a page that emits
+/// `initialConnection` only once would stay signed out.
+#[tokio::test]
+async fn a_sign_in_during_a_short_database_outage_succeeds_when_it_is_back() {
+    let url = fresh_postgres_database().await;
+    let (scheme_user, rest) = url.split_once('@').expect("postgres://user@host:port/db");
+    let (host_port, database) = rest.split_once('/').expect("host:port/db");
+    let target: SocketAddr = host_port.parse().expect("an IP:port");
+    let relay = Relay::to(target).await;
+    let port = relay.port;
+    let app = spawn_app_with(|c| {
+        c.database_url = format!("{scheme_user}@127.0.0.1:{port}/{database}");
+        c.db_acquire_timeout_ms = 300;
+    })
+    .await;
+    let alice = app.sign_up("alice").await;
+    let mut socket = app.socket(Transport::WebSocket).await;
+
+    relay.cut().await;
+    socket.emit("initialConnection", &alice.credentials());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _back = Relay::on(port, target).await;
+
+    assert_eq!(socket.expect("auth").await, json!(true));
 }

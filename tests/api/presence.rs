@@ -264,8 +264,8 @@ async fn a_dead_nodes_users_go_offline_within_the_bound() {
     let dead = uuid::Uuid::new_v4().to_string();
     let mut redis = nodes[0].redis().await;
     redis::pipe()
-        .sadd(format!("{keys}user:{}", alice.id), &dead)
-        .sadd(format!("{keys}node:{dead}"), &alice.id)
+        .sadd(format!("{keys}user:{{{}}}", alice.id), &dead)
+        .sadd(format!("{keys}node:{{{dead}}}"), &alice.id)
         // Its last beat: just now by the clock, so the full wait is tested.
         .zadd(format!("{keys}nodes"), &dead, entity::now_ms())
         .exec_async(&mut redis)
@@ -288,7 +288,7 @@ async fn a_dead_nodes_users_go_offline_within_the_bound() {
     // Swept once, announced once, though both nodes sweep.
     bob_socket.expect_none("presence", QUIET).await;
     let left: bool = redis::cmd("EXISTS")
-        .arg(format!("{keys}node:{dead}"))
+        .arg(format!("{keys}node:{{{dead}}}"))
         .query_async(&mut redis)
         .await
         .expect("EXISTS");
@@ -322,8 +322,8 @@ async fn a_node_swept_while_alive_puts_its_users_back() {
     let mut redis = nodes[0].redis().await;
     redis::pipe()
         .zrem(format!("{keys}nodes"), &node)
-        .srem(format!("{keys}user:{}", alice.id), &node)
-        .del(format!("{keys}node:{node}"))
+        .srem(format!("{keys}user:{{{}}}", alice.id), &node)
+        .del(format!("{keys}node:{{{node}}}"))
         .exec_async(&mut redis)
         .await
         .expect("sweep node 0 by hand");

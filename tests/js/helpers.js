@@ -22,6 +22,12 @@
 //                              the nodes (see startCluster)
 //   TIDINGS_TEST_POSTGRES_URL, TIDINGS_TEST_REDIS_URL, TIDINGS_NGINX:
 //                              what a cluster uses (see README.md)
+//   TIDINGS_TEST_REDIS_CLUSTER_NODES, or TIDINGS_TEST_REDIS_SENTINELS with
+//   TIDINGS_TEST_REDIS_SENTINEL_MASTER: the cluster's nodes join a Redis
+//                              Cluster or a Sentinel-followed master instead
+//                              of TIDINGS_TEST_REDIS_URL (which then names
+//                              a node backend services publish to; see
+//                              scripts/redis-topologies env)
 
 const { execFile, spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -894,6 +900,24 @@ async function startNginx({ upstreams, template = NGINX_CONFIG }) {
 const REDIS_URL = process.env.TIDINGS_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 
 /**
+ * The nodes' Redis settings: a Redis Cluster or Sentinel when the test
+ * environment names one, else one Redis at REDIS_URL.
+ */
+function redisDeploymentEnv() {
+  const env = process.env;
+  if (env.TIDINGS_TEST_REDIS_CLUSTER_NODES) {
+    return { TIDINGS_REDIS_CLUSTER_NODES: env.TIDINGS_TEST_REDIS_CLUSTER_NODES };
+  }
+  if (env.TIDINGS_TEST_REDIS_SENTINELS) {
+    return {
+      TIDINGS_REDIS_SENTINELS: env.TIDINGS_TEST_REDIS_SENTINELS,
+      TIDINGS_REDIS_SENTINEL_MASTER: env.TIDINGS_TEST_REDIS_SENTINEL_MASTER || 'tidings',
+    };
+  }
+  return { REDIS_URL };
+}
+
+/**
  * Publishes the text `message` on `channel` with `redis-cli`, as any
  * backend service would. Resolves to the number of subscribers that
  * received it (PUBLISH's answer).
@@ -1049,7 +1073,7 @@ async function startCluster({ nodeCount = 3, addressesPerNode = 3, env = {} } = 
   try {
     cluster.database = await createPostgresDatabase('tidings_test_js_cluster');
     const nodeEnv = {
-      REDIS_URL,
+      ...redisDeploymentEnv(),
       TIDINGS_REDIS_PREFIX: prefix,
       TIDINGS_BACKGROUND_PUSH_CHANNEL: cluster.backgroundPushChannel,
       TIDINGS_PRESENCE_CHANNEL: cluster.presenceChannel,

@@ -179,7 +179,12 @@ describe('plain WebSocket', () => {
     assert.match((await c.next()).error, /binary/);
     await c.roundTrip();
     c.send(JSON.stringify({ x: 'a'.repeat(2_000_000) }));
-    assert.equal(await c.closed(), 1009);
+    // Behind nginx the 1009 close frame may be lost: nginx resets the
+    // client while the rest of its 2 MB is still unread (1006). Either way
+    // the connection is cut and, below, the node still serves.
+    const code = await c.closed();
+    if (server.nginx) assert.ok([1009, 1006].includes(code), `closed with ${code}`);
+    else assert.equal(code, 1009);
     const other = await signedIn('/ws', a);
     await other.roundTrip();
     other.ws.close();
