@@ -42,6 +42,8 @@ pub enum StartError {
     Redis(#[from] crate::cluster::BusError),
     #[error("JWT: {0}")]
     Jwt(#[from] crate::auth::jwt::JwtConfigError),
+    #[error("{0}")]
+    AuthProxy(#[from] crate::auth::proxy::ProxyConfigError),
     #[error("Socket.IO adapter: {0}")]
     Adapter(String),
     #[error("--static-dir {path}: {source}")]
@@ -76,6 +78,7 @@ impl Application {
         .await?;
         persistence::migrate(&db).await?;
         let jwt = crate::auth::jwt::JwtVerifier::from_config(&config)?;
+        let auth_proxy = crate::auth::proxy::AuthProxy::from_config(&config)?;
         let metrics = Arc::new(Metrics::default());
         let ledger = FailureLedger::new(
             config.max_failed_auth_per_address,
@@ -111,6 +114,7 @@ impl Application {
                 presence,
                 bus,
                 tasks.clone(),
+                auth_proxy.clone(),
             )
         };
         let (state, router, schema) = match config.redis_topology() {

@@ -345,6 +345,27 @@ pub struct Config {
     #[arg(long, env = "TIDINGS_TRUSTED_GUEST_HEADER")]
     pub trusted_guest_header: Option<String>,
 
+    /// An app's session endpoint: plain WebSocket upgrades that carry
+    /// cookies (or `--auth-proxy-headers`) are POSTed there as JSON and it
+    /// answers `200 { userId, rooms? }` or a refusal (docs/protocol.md §10.4).
+    #[arg(long, env = "TIDINGS_AUTH_PROXY_URL")]
+    pub auth_proxy_url: Option<String>,
+
+    /// Request headers forwarded to the auth proxy besides the cookies
+    /// (comma-separated names, e.g. `authorization`).
+    #[arg(long, env = "TIDINGS_AUTH_PROXY_HEADERS", value_delimiter = ',')]
+    pub auth_proxy_headers: Vec<String>,
+
+    /// How long (ms) to wait for the auth proxy before refusing with 504.
+    #[arg(long, env = "TIDINGS_AUTH_PROXY_TIMEOUT_MS", default_value_t = 2000)]
+    pub auth_proxy_timeout_ms: u64,
+
+    /// How long (ms) an auth proxy answer (a user or a refusal) is reused
+    /// for the same cookies and headers; 0 asks every time. A signed-out
+    /// session keeps working at most this long.
+    #[arg(long, env = "TIDINGS_AUTH_PROXY_CACHE_MS", default_value_t = 5000)]
+    pub auth_proxy_cache_ms: u64,
+
     /// Log line format.
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -436,6 +457,7 @@ impl Config {
                 self.plain_max_connections_per_user as u64,
             ),
             ("--plain-idle-timeout-secs", self.plain_idle_timeout_secs),
+            ("--auth-proxy-timeout-ms", self.auth_proxy_timeout_ms),
             ("--notes-auth-timeout-secs", self.notes_auth_timeout_secs),
             (
                 "--notes-max-connections-per-user",

@@ -14,6 +14,7 @@ use graphql::backend::{BackendError, IssuedSecret, LogEntry};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
+use crate::auth::proxy::AuthProxy;
 use crate::auth::Authenticator;
 use crate::cluster::RedisBus;
 use crate::config::Config;
@@ -43,6 +44,9 @@ struct Inner {
     /// Set at SIGTERM (see `drain`): readiness false, new connections
     /// refused.
     draining: AtomicBool,
+    /// The app's session endpoint, for plain WebSocket sign-ins
+    /// (`--auth-proxy-url`).
+    auth_proxy: Option<AuthProxy>,
 }
 
 /// A reference that does not keep the application alive; see
@@ -76,6 +80,7 @@ impl AppState {
         presence: Presence,
         bus: Option<RedisBus>,
         tasks: Tasks,
+        auth_proxy: Option<AuthProxy>,
     ) -> Self {
         // One set of counters: the authenticator counts into it too.
         let metrics = auth.metrics().clone();
@@ -96,6 +101,7 @@ impl AppState {
                 mutation_rate,
                 tasks,
                 draining: AtomicBool::new(false),
+                auth_proxy,
             }),
         }
     }
@@ -135,6 +141,11 @@ impl AppState {
 
     pub fn auth(&self) -> &Authenticator {
         &self.inner.auth
+    }
+
+    /// The app's session endpoint (`--auth-proxy-url`), when configured.
+    pub fn auth_proxy(&self) -> Option<&AuthProxy> {
+        self.inner.auth_proxy.as_ref()
     }
 
     pub fn push(&self) -> &PushService {

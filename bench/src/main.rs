@@ -23,8 +23,14 @@ struct Cli {
 enum Cmd {
     /// N authenticated idle connections: server RSS per connection, setup time.
     Idle(Common),
+    /// `idle`, Tidings connections signed in with a JWT (no argon2 memory
+    /// in the figure). Use `--target tidings-plain,tidings`.
+    IdleJwt(Common),
     /// N sockets authenticate at once, cold (fresh server) then warm (reconnect).
     AuthStorm(Common),
+    /// N connections open, then all sign in at once with a JWT, cold (first
+    /// sight of each user) then warm. Use `--target tidings-plain,tidings`.
+    JwtStorm(Common),
     /// sendMessage at a steady rate; latency until the recipient's `chatroom`.
     PushLatency(Common),
     /// N sockets in topic:bench; /api/push K times; deliveries/s and latency.
@@ -252,7 +258,9 @@ async fn main() -> Result<()> {
         }
         Cmd::All(a) => (a.common.clone(), a.doc.clone()),
         Cmd::Idle(c)
+        | Cmd::IdleJwt(c)
         | Cmd::AuthStorm(c)
+        | Cmd::JwtStorm(c)
         | Cmd::PushLatency(c)
         | Cmd::Fanout(c)
         | Cmd::Cluster(c)
@@ -285,9 +293,21 @@ async fn main() -> Result<()> {
             })
             .await
         }
+        Cmd::IdleJwt(_) => {
+            run("idle-jwt", &s, &targets, &mut rows, async |s, t| {
+                scenarios::idle_jwt(s, t, n).await
+            })
+            .await
+        }
         Cmd::AuthStorm(_) => {
             run("auth-storm", &s, &targets, &mut rows, async |s, t| {
                 scenarios::auth_storm(s, t, n).await
+            })
+            .await
+        }
+        Cmd::JwtStorm(_) => {
+            run("jwt-storm", &s, &targets, &mut rows, async |s, t| {
+                scenarios::jwt_storm(s, t, n).await
             })
             .await
         }

@@ -71,9 +71,12 @@ pub(crate) struct Deployment {
 }
 
 impl Deployment {
-    fn framing(&self) -> Framing {
+    /// How connection `i` speaks: a mixed run alternates the transports.
+    fn framing(&self, i: usize) -> Framing {
         match self.servers[0].target {
             Target::Floor => Framing::Raw,
+            Target::TidingsPlain => Framing::Plain,
+            Target::TidingsMixed if i % 2 == 1 => Framing::Plain,
             _ => Framing::SocketIo,
         }
     }
@@ -155,7 +158,7 @@ pub(crate) async fn deploy(
         }
         for _ in 0..nodes {
             let server = match target {
-                Target::Tidings => {
+                Target::Tidings | Target::TidingsPlain | Target::TidingsMixed => {
                     servers::spawn_tidings(&TidingsOptions {
                         bin: &s.tidings_bin,
                         database_url: &url,
@@ -223,6 +226,9 @@ impl Drop for Progress {
 enum Setup {
     Connect,
     Auth,
+    /// Signs in with a JWT whose `sub` is the user's UUID: no argon2, so
+    /// its working memory (~19 MiB a slot) is not counted as the sockets'.
+    AuthJwt,
     AuthJoin,
 }
 
@@ -239,7 +245,6 @@ async fn connect_all(
     let done = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let _progress = Progress::start(label.to_owned(), count, done.clone(), failed.clone());
-    let framing = d.framing();
     let start = Instant::now();
     let deadline = start + s.phase_limit;
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
@@ -249,6 +254,7 @@ async fn connect_all(
             let tap = tap(i);
             let user = d.users.get(i).cloned();
             let target = d.sock;
+            let framing = d.framing(i);
             let (done, failed, first_error) = (done.clone(), failed.clone(), first_error.clone());
             async move {
                 let result: Result<Conn> = async {
@@ -256,7 +262,10 @@ async fn connect_all(
                         bail!("phase time limit reached");
                     }
                     let mut conn = Conn::open(target, sio::source_addr(i), framing, tap).await?;
-                    if setup != Setup::Connect {
+                    if setup == Setup::AuthJwt {
+                        let user = user.context("no user for this connection")?;
+                        conn.authenticate_token(&jwt(&user.id)?).await?;
+                    } else if setup != Setup::Connect {
                         let user = user.context("no user for this connection")?;
                         conn.authenticate(&user.id, SECRET).await?;
                         if setup == Setup::AuthJoin {
@@ -319,6 +328,27 @@ pub(crate) fn socket_capacity() -> usize {
 }
 
 pub async fn idle(s: &Settings, target: Target, requested: usize) -> Result<Vec<Row>> {
+    idle_as(s, target, requested, "idle").await
+}
+
+/// `idle`, every Tidings connection signed in with a JWT instead of argon2
+/// (Socket.IO `initialConnection { token }`, plain in-band `auth`): the
+/// per-connection memory without the argon2 working memory the first
+/// sign-ins allocate, which at a few thousand sockets is most of the delta.
+pub async fn idle_jwt(s: &Settings, target: Target, requested: usize) -> Result<Vec<Row>> {
+    if !target.is_tidings() {
+        eprintln!("  idle-jwt: only Tidings takes JWTs; skipped");
+        return Ok(Vec::new());
+    }
+    idle_as(s, target, requested, "idle-jwt").await
+}
+
+async fn idle_as(
+    s: &Settings,
+    target: Target,
+    requested: usize,
+    scenario: &str,
+) -> Result<Vec<Row>> {
     let n = requested.min(socket_capacity());
     if n < requested {
         eprintln!(
@@ -326,12 +356,14 @@ pub async fn idle(s: &Settings, target: Target, requested: usize) -> Result<Vec<
              (RLIMIT_NOFILE hard limit, not raisable here) lets one process hold {n}"
         );
     }
-    let label = format!("idle {}", target.name());
+    let label = format!("{scenario} {}", target.name());
     let d = deploy(s, target, n, 1).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss0 = d.servers[0].rss_kb();
     let setup = if target == Target::Floor {
         Setup::Connect
+    } else if scenario == "idle-jwt" {
+        Setup::AuthJwt
     } else {
         Setup::Auth
     };
@@ -348,12 +380,12 @@ pub async fn idle(s: &Settings, target: Target, requested: usize) -> Result<Vec<
         0.0
     };
     Ok(vec![
-        Row::new("idle", t, n, "requested", requested as f64, "sockets"),
-        Row::new("idle", t, n, "connected", ok as f64, "sockets"),
-        Row::new("idle", t, n, "rss_per_conn", per, "KiB"),
-        Row::new("idle", t, n, "rss_before", rss0 as f64 / 1024.0, "MiB"),
-        Row::new("idle", t, n, "rss_after", rss1 as f64 / 1024.0, "MiB"),
-        Row::new("idle", t, n, "setup_time", took.as_secs_f64(), "s"),
+        Row::new(scenario, t, n, "requested", requested as f64, "sockets"),
+        Row::new(scenario, t, n, "connected", ok as f64, "sockets"),
+        Row::new(scenario, t, n, "rss_per_conn", per, "KiB"),
+        Row::new(scenario, t, n, "rss_before", rss0 as f64 / 1024.0, "MiB"),
+        Row::new(scenario, t, n, "rss_after", rss1 as f64 / 1024.0, "MiB"),
+        Row::new(scenario, t, n, "setup_time", took.as_secs_f64(), "s"),
     ])
 }
 
@@ -429,6 +461,98 @@ pub async fn auth_storm(s: &Settings, target: Target, n: usize) -> Result<Vec<Ro
             sum.p99_ms
         );
         // Drop every socket, then reconnect on the same server (warm).
+        drop(conns);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    d.teardown(s).await;
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------- JWT storm
+
+/// An HS256 token for `sub`, valid for an hour.
+fn jwt(sub: &str) -> Result<String> {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 3600;
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "sub": sub, "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(servers::JWT_SECRET.as_bytes()),
+    )?)
+}
+
+/// N connections open, then all sign in at once with a JWT (plain: in-band
+/// `{ type: "auth", token }`; Socket.IO: `initialConnection { token }`).
+/// Users are outside ids (`bench-jwt:<i>`): the cold round creates each
+/// one's user row at first sight, the warm round (every connection closed
+/// and opened again) finds them.
+pub async fn jwt_storm(s: &Settings, target: Target, n: usize) -> Result<Vec<Row>> {
+    if !target.is_tidings() {
+        eprintln!("  jwt-storm: only Tidings takes JWTs; skipped");
+        return Ok(Vec::new());
+    }
+    let t = target.name();
+    let tokens = (0..n)
+        .map(|i| jwt(&format!("bench-jwt:{i}")))
+        .collect::<Result<Vec<_>>>()?;
+    let d = deploy(s, target, 0, 1).await?;
+    let mut rows = Vec::new();
+    for phase in ["cold", "warm"] {
+        let label = format!("jwt-storm {phase} {t} connect");
+        let (conns, _) = connect_all(s, &d, &label, n, Setup::Connect, |_| consume_all()).await;
+        eprintln!(
+            "  [jwt-storm {phase} {t}] {} connections open; signing all in at once",
+            ok_count(&conns)
+        );
+        let lat = Arc::new(Latencies::new());
+        let start = Instant::now();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .zip(tokens.iter().cloned())
+            .map(|(conn, token)| {
+                let lat = lat.clone();
+                let limit = s.phase_limit;
+                tokio::spawn(async move {
+                    let mut conn = conn?;
+                    let sent = now_ns();
+                    match tokio::time::timeout(limit, conn.authenticate_token(&token)).await {
+                        Ok(Ok(())) => {
+                            lat.record(sent, now_ns());
+                            Some(conn)
+                        }
+                        _ => None,
+                    }
+                })
+            })
+            .collect();
+        let mut conns = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            conns.push(task.await.ok().flatten());
+        }
+        let took = start.elapsed();
+        let ok = ok_count(&conns);
+        let sum = lat.summary();
+        let sc = format!("jwt-storm-{phase}");
+        rows.push(Row::new(&sc, t, n, "authenticated", ok as f64, "sockets"));
+        rows.push(Row::new(
+            &sc,
+            t,
+            n,
+            "auths_per_s",
+            ok as f64 / took.as_secs_f64(),
+            "1/s",
+        ));
+        rows.push(Row::new(&sc, t, n, "all_in", took.as_secs_f64(), "s"));
+        rows.push(Row::new(&sc, t, n, "p50", sum.p50_ms, "ms"));
+        rows.push(Row::new(&sc, t, n, "p99", sum.p99_ms, "ms"));
+        eprintln!(
+            "  [jwt-storm {phase} {t}] {ok}/{n} in {:.2} s ({:.0}/s), p99 {:.1} ms",
+            took.as_secs_f64(),
+            ok as f64 / took.as_secs_f64(),
+            sum.p99_ms
+        );
         drop(conns);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

@@ -12,18 +12,34 @@ use anyhow::{bail, Context, Result};
 use tokio::process::{Child, Command};
 
 pub const API_KEY: &str = "bench-api-key-0123456789abcdef";
+/// The HS256 key of the JWT scenarios' tokens.
+pub const JWT_SECRET: &str = "bench-jwt-hs256-secret-0123456789abcdef";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Target {
     Tidings,
+    /// Tidings, every client on the plain WebSocket (`/ws`).
+    TidingsPlain,
+    /// Tidings, clients alternating Socket.IO and plain WebSocket.
+    TidingsMixed,
     Peer,
     Floor,
 }
 
 impl Target {
+    /// A Tidings server, whatever its clients speak.
+    pub fn is_tidings(self) -> bool {
+        matches!(
+            self,
+            Target::Tidings | Target::TidingsPlain | Target::TidingsMixed
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Target::Tidings => "tidings",
+            Target::TidingsPlain => "tidings-plain",
+            Target::TidingsMixed => "tidings-mixed",
             Target::Peer => "peer",
             Target::Floor => "floor",
         }
@@ -212,6 +228,7 @@ pub async fn spawn_tidings(o: &TidingsOptions<'_>) -> Result<Server> {
         .env("TIDINGS_MUTATIONS_BURST", "1000000")
         .env("TIDINGS_MAX_FAILED_AUTH_PER_USER", "1000000")
         .env("TIDINGS_LOG_FORMAT", "text")
+        .env("TIDINGS_JWT_HS256_SECRET", JWT_SECRET)
         .env(
             "RUST_LOG",
             std::env::var("BENCH_SERVER_LOG").unwrap_or("warn".into()),

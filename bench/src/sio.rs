@@ -44,6 +44,9 @@ pub enum Framing {
     SocketIo,
     /// Plain text frames (the floor server).
     Raw,
+    /// Tidings' plain WebSocket (`/ws`, docs/protocol.md §10): one JSON
+    /// object per frame; an event `E` arrives as `{ "type": "E", … }`.
+    Plain,
 }
 
 /// Called for every event (Socket.IO) or text frame (raw; `name` is empty and
@@ -102,6 +105,7 @@ impl Conn {
         let path = match framing {
             Framing::SocketIo => SIO_PATH,
             Framing::Raw => "/",
+            Framing::Plain => "/ws",
         };
         let ws = ws_connect(target, path, source).await?;
         let (out, out_rx) = mpsc::unbounded_channel();
@@ -113,14 +117,51 @@ impl Conn {
             next_ack: 0,
             framing,
         };
-        if framing == Framing::SocketIo {
+        // Socket.IO's namespace connect; the plain greeting `{ tabWindowId }`.
+        if framing != Framing::Raw {
             match timeout(STEP, conn.rx.recv()).await {
                 Ok(Some(Incoming::Connected)) => {}
-                Ok(other) => bail!("socket.io connect refused: {other:?}"),
-                Err(_) => bail!("socket.io connect timed out"),
+                Ok(other) => bail!("connect refused: {other:?}"),
+                Err(_) => bail!("connect timed out"),
             }
         }
         Ok(conn)
+    }
+
+    /// The next answer of a plain connection among `kinds` (its `type`),
+    /// other frames dropped.
+    async fn plain_answer(&mut self, kinds: &[&str]) -> Result<(String, Value)> {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match timeout(left, self.rx.recv()).await {
+                Ok(Some(Incoming::Event(name, mut args))) if kinds.contains(&name.as_str()) => {
+                    return Ok((name, args.pop().unwrap_or(Value::Null)))
+                }
+                Ok(Some(Incoming::Closed)) | Ok(None) => bail!("closed before {kinds:?}"),
+                Ok(Some(_)) => {}
+                Err(_) => bail!("no {kinds:?} within {STEP:?}"),
+            }
+        }
+    }
+
+    /// Signs in with a JWT: in-band `{ type: "auth", token }` on a plain
+    /// connection, `initialConnection { token }` on Socket.IO.
+    pub async fn authenticate_token(&mut self, token: &str) -> Result<()> {
+        if self.framing == Framing::SocketIo {
+            let args = self
+                .emit_ack("initialConnection", &serde_json::json!({ "token": token }))
+                .await?;
+            return match args.first() {
+                Some(Value::Bool(true)) => Ok(()),
+                other => Err(anyhow!("authentication refused: {other:?}")),
+            };
+        }
+        self.send_text(serde_json::json!({ "type": "auth", "token": token }).to_string());
+        match self.plain_answer(&["auth_success", "auth_failed"]).await? {
+            (kind, _) if kind == "auth_success" => Ok(()),
+            (_, answer) => Err(anyhow!("authentication refused: {answer}")),
+        }
     }
 
     /// Sends a text frame as is (for Socket.IO: with the Engine.IO `4`).
@@ -153,6 +194,15 @@ impl Conn {
 
     /// `initialConnection` with an ack; true when the server says so.
     pub async fn authenticate(&mut self, id: &str, secret: &str) -> Result<()> {
+        if self.framing == Framing::Plain {
+            self.send_text(
+                serde_json::json!({ "type": "auth", "id": id, "secretkey": secret }).to_string(),
+            );
+            return match self.plain_answer(&["auth_success", "auth_failed"]).await? {
+                (kind, _) if kind == "auth_success" => Ok(()),
+                (_, answer) => Err(anyhow!("authentication refused: {answer}")),
+            };
+        }
         let args = self
             .emit_ack(
                 "initialConnection",
@@ -166,6 +216,15 @@ impl Conn {
     }
 
     pub async fn join_room(&mut self, room: &str) -> Result<()> {
+        if self.framing == Framing::Plain {
+            // A refusal is an error frame; the pong after it says it was not.
+            self.send_text(serde_json::json!({ "joinRoom": room }).to_string());
+            self.send_text(r#"{"type":"ping"}"#.to_owned());
+            return match self.plain_answer(&["pong", "error"]).await? {
+                (kind, _) if kind == "pong" => Ok(()),
+                (_, answer) => Err(anyhow!("joinRoom refused: {answer}")),
+            };
+        }
         let args = self
             .emit_ack("joinRoom", &Value::String(room.into()))
             .await?;
@@ -235,6 +294,18 @@ async fn drive(
                         let arg: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
                         if !tap.as_ref().is_some_and(|t| t("", &arg, at)) {
                             let _ = incoming.send(Incoming::Event(String::new(), vec![arg]));
+                        }
+                    }
+                    Framing::Plain => {
+                        let arg: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+                        let kind = arg["type"].as_str().unwrap_or_default().to_owned();
+                        // Answers the connection waits for never go to the tap.
+                        let control = arg.get("tabWindowId").is_some()
+                            || matches!(kind.as_str(), "auth_success" | "auth_failed" | "pong" | "error");
+                        if arg.get("tabWindowId").is_some() {
+                            let _ = incoming.send(Incoming::Connected);
+                        } else if control || !tap.as_ref().is_some_and(|t| t(&kind, &arg, at)) {
+                            let _ = incoming.send(Incoming::Event(kind, vec![arg]));
                         }
                     }
                     Framing::SocketIo => match text.as_str().split_at_checked(1) {

@@ -90,6 +90,29 @@ async fn every_scenario_runs_at_small_n() {
         "fanout",
         &scenarios::fanout(&s, t, N).await.expect("fanout"),
     );
+    // The plain WebSocket clients (issue 12).
+    use tidings_bench::servers::Target as T;
+    check(
+        "idle-jwt plain",
+        &scenarios::idle_jwt(&s, T::TidingsPlain, N)
+            .await
+            .expect("idle-jwt"),
+    );
+    let rows = scenarios::fanout(&s, T::TidingsMixed, N)
+        .await
+        .expect("fanout mixed");
+    check("fanout mixed", &rows);
+    assert!(
+        rows.iter()
+            .any(|r| r.metric == "delivered" && r.value > 0.0),
+        "{rows:?}"
+    );
+    check(
+        "jwt-storm plain",
+        &scenarios::jwt_storm(&s, T::TidingsPlain, N)
+            .await
+            .expect("jwt-storm"),
+    );
     if reachable("127.0.0.1:5432").await && reachable("127.0.0.1:6379").await {
         let rows = scenarios::cluster(&s, t, N, N).await.expect("cluster");
         check("cluster", &rows);

@@ -11,6 +11,7 @@ mod credentials;
 pub mod jwt;
 mod kdf;
 pub mod outside;
+pub mod proxy;
 mod shared_verifications;
 
 pub use authenticator::{AuthError, Authenticator, Blocked};

@@ -6,11 +6,15 @@
 //! 2. `--trusted-user-header` / `--trusted-guest-header`, only from a
 //!    `--trusted-proxies` peer (anyone else can write a header; one from
 //!    elsewhere is refused, not ignored, so a misrouted proxy shows up);
-//! 3. in band: the first `{ type: "auth", token }` or `{ type: "auth", id,
+//! 3. `--auth-proxy-url`: the request's cookies and `--auth-proxy-headers`
+//!    asked about at the app's session endpoint (`auth::proxy`), when it
+//!    carries any (cookies only from an allowed `Origin`, as above);
+//! 4. in band: the first `{ type: "auth", token }` or `{ type: "auth", id,
 //!    secretkey }` message.
 //!
-//! A refusal on the upgrade request is HTTP 401 (403 for a bad origin),
-//! before any WebSocket exists.
+//! A refusal on the upgrade request is HTTP 401 (403 for a bad origin, the
+//! auth proxy's own status for its refusals, 502/503/504 when the proxy
+//! fails), before any WebSocket exists.
 
 use std::net::IpAddr;
 
@@ -23,6 +27,7 @@ use uuid::Uuid;
 use super::Grant;
 use crate::auth::jwt::JwtError;
 use crate::auth::outside::{self, OutsideError};
+use crate::auth::proxy::{Answer, ProxyError};
 use crate::auth::{AuthError, Credentials, CredentialsError};
 use crate::state::AppState;
 
@@ -48,6 +53,10 @@ pub enum IdentityError {
     AddressBlocked,
     #[error("authentication is unavailable, try again later")]
     Unavailable,
+    #[error("refused by the auth proxy")]
+    ProxyRefused(StatusCode),
+    #[error("{0}, try again later")]
+    Proxy(#[from] ProxyError),
 }
 
 impl IdentityError {
@@ -64,6 +73,7 @@ impl IdentityError {
                 | Self::AddressBlocked
                 | Self::BadOrigin
                 | Self::Rejected
+                | Self::Proxy(_)
         )
     }
 }
@@ -86,6 +96,10 @@ impl IntoResponse for IdentityError {
         let status = match self {
             Self::BadOrigin => StatusCode::FORBIDDEN,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ProxyRefused(status) if status.is_client_error() => status,
+            Self::Proxy(ProxyError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Proxy(ProxyError::Down) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Proxy(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::UNAUTHORIZED,
         };
         (status, axum::Json(super::wire::error(&self.to_string()))).into_response()
@@ -100,7 +114,15 @@ pub async fn from_request(
     parts: &Parts,
     addr: Option<IpAddr>,
 ) -> Result<Option<Identity>, IdentityError> {
-    if let Some(token) = token_in(app, parts)? {
+    // With the auth proxy and no JWT keys, a bearer token is the app's own
+    // (forwarded when `--auth-proxy-headers` names `authorization`).
+    let tokens_to_proxy = app.auth().jwt().is_none() && app.auth_proxy().is_some();
+    let token = if tokens_to_proxy {
+        None
+    } else {
+        token_in(app, parts)?
+    };
+    if let Some(token) = token {
         if addr.is_some_and(|addr| app.failed_auth().is_blocked(addr)) {
             return Err(IdentityError::AddressBlocked);
         }
@@ -132,7 +154,58 @@ pub async fn from_request(
         let user = outside::ensure_user(app.db(), &format!("{prefix}{value}")).await?;
         return Ok(Some((user, Vec::new())));
     }
-    Ok(None)
+    from_proxy(app, parts, addr).await
+}
+
+/// Step 3: the app's session endpoint, when configured and the request
+/// carries something to ask about.
+async fn from_proxy(
+    app: &AppState,
+    parts: &Parts,
+    addr: Option<IpAddr>,
+) -> Result<Option<Identity>, IdentityError> {
+    let Some(proxy) = app.auth_proxy() else {
+        return Ok(None);
+    };
+    let Some(forwarded) = proxy.forwarded(&parts.headers) else {
+        return Ok(None);
+    };
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    if forwarded.has_cookies() && origin.is_some_and(|o| !app.config().origin_allowed(o)) {
+        return Err(IdentityError::BadOrigin);
+    }
+    if addr.is_some_and(|addr| app.failed_auth().is_blocked(addr)) {
+        return Err(IdentityError::AddressBlocked);
+    }
+    match proxy.ask(&forwarded, std::time::Instant::now()).await? {
+        Answer::Refused(status) => {
+            // A guessed session cookie is a guess like any other.
+            app.failed_auth().record_failure(addr, None);
+            Err(IdentityError::ProxyRefused(status))
+        }
+        Answer::User { id, rooms } => {
+            // The proxy's mistakes are the proxy's: 502, not the client's 401.
+            let grants = match &rooms {
+                None | Some(Value::Null) => Vec::new(),
+                Some(rooms) => grants(rooms).map_err(|err| {
+                    tracing::warn!(error = %err, "the auth proxy granted rooms that do not exist");
+                    ProxyError::Unreadable
+                })?,
+            };
+            let user = match outside::ensure_user(app.db(), &id).await {
+                Ok(user) => user,
+                Err(OutsideError::BadId(_)) => {
+                    tracing::warn!("the auth proxy answered a user id that is not one");
+                    return Err(ProxyError::Unreadable.into());
+                }
+                Err(err) => return Err(err.into()),
+            };
+            Ok(Some((user, grants)))
+        }
+    }
 }
 
 /// The token of the request: the header, the query, then the cookie.

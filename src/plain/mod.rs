@@ -74,7 +74,11 @@ async fn accept(state: HttpState, request: Request, path_room: Option<String>) -
         identity,
     };
     let max = usize::try_from(config.max_packet_bytes).unwrap_or(usize::MAX);
+    // The same small initial read buffer as Socket.IO's WebSockets
+    // (`--ws-read-buffer-bytes`) rather than tungstenite's default 128 KiB
+    // reserved per connection; it grows for larger messages.
     upgrade
+        .read_buffer_size(config.ws_read_buffer_bytes)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| connection::serve(app, socket, accepted))

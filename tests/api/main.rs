@@ -26,6 +26,7 @@ mod origin;
 mod outages;
 mod oversize_bodies;
 mod plain;
+mod plain_auth_proxy;
 mod plain_identity;
 mod presence;
 mod pushes;

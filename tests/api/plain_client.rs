@@ -22,6 +22,8 @@ pub struct PlainClient {
 #[derive(Debug)]
 pub struct Refused {
     pub status: u16,
+    /// The JSON body of the refusal, when it had one.
+    pub body: Option<Value>,
 }
 
 impl PlainClient {
@@ -53,6 +55,10 @@ impl PlainClient {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 return Err(Refused {
                     status: response.status().as_u16(),
+                    body: response
+                        .body()
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice(b).ok()),
                 })
             }
             Err(err) => panic!("connect failed: {err}"),

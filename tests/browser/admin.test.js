@@ -6,7 +6,7 @@ const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 
-const { startServer } = require('../js/helpers.js');
+const { startServer, httpRequest } = require('../js/helpers.js');
 const { launchBrowser, openPage, screenshot } = require('./browser.js');
 
 const API_KEY = `operator-${crypto.randomBytes(12).toString('hex')}`;
@@ -14,7 +14,9 @@ let server;
 let browser;
 
 before(async () => {
-  server = await startServer({ env: { TIDINGS_API_KEY: API_KEY } });
+  // An allow-list, so a foreign origin's Socket.IO request is refused (and
+  // counted); the pages here are the gateway's own origin, always let in.
+  server = await startServer({ env: { TIDINGS_API_KEY: API_KEY, TIDINGS_ALLOWED_ORIGINS: 'https://app.example' } });
   browser = await launchBrowser();
 });
 
@@ -57,6 +59,26 @@ test('the operator view refuses a wrong key, then shows two connections and the 
   });
   await operator.page.locator('#push-kinds li[data-kind=Followed]', { hasText: 'Followed: 1' }).waitFor();
   assert.match(await thisNode.textContent(), /ok/);
+
+  // A Socket.IO request from a foreign origin is refused and counted; the
+  // follow's push to bob went through the durable log. Both show, on the
+  // node's row and the cluster's.
+  const foreign = await httpRequest(`${server.url}/socket.io/?EIO=4&transport=polling`, {
+    headers: { origin: 'https://evil.example' },
+  });
+  assert.equal(foreign.status, 403, foreign.text);
+  for (const row of ['(this)', 'cluster']) {
+    await operator.page.waitForFunction((which) => {
+      const tr = [...document.querySelectorAll('#cluster tbody tr')].find((r) => r.cells[0].textContent.includes(which));
+      const col = (name) => tr?.querySelector(`td[data-col=${name}]`)?.textContent ?? '';
+      const [logged, notLogged] = col('log').split(' / ').map(Number);
+      return Number(col('origin-refused')) >= 1 && logged >= 1 && notLogged === 0;
+    }, row);
+  }
+  const headers = await operator.page.locator('#cluster thead').textContent();
+  assert.match(headers, /origin refused/);
+  assert.match(headers, /durable log/);
+  await screenshot(operator.page, 'admin');
   await screenshot(operator.page, 'admin');
 
   // The page's own origin, with the key, is let in (the next test is the

@@ -11,11 +11,18 @@ const history = { connections: [], pushes: [] };
 let previous = null; // last answer, for per-second rates
 let timer = null;
 
-function cell(text) {
+function cell(text, col) {
   const td = document.createElement("td");
   td.textContent = String(text);
+  if (col) td.dataset.col = col;
   return td;
 }
+
+// The durable log (docs/protocol.md §9): pushes written to it, pushes that
+// could not be (Redis down: delivered live without a seq), pushes resent
+// on resume, and resyncs (asked further back than the log holds).
+const LOG_FIELDS = ["logged", "notLogged", "replayed", "resyncs"];
+const logText = (log) => LOG_FIELDS.map((f) => log?.[f] ?? 0).join(" / ");
 
 async function api(path, options = {}) {
   const response = await fetch(path, {
@@ -50,7 +57,8 @@ function render(stats) {
       cell(node.authenticatedSockets), cell(node.onlineUsers), cell(node.rooms),
       cell(rate(node).toFixed(1)), cell(latency),
       cell(`${auth.ok} / ${auth.wrong} / ${auth.unavailable}`),
-      cell(node.rateLimited), cell(node.database), cell(node.redis),
+      cell(node.rateLimited), cell(node.originRefused ?? 0, "origin-refused"),
+      cell(logText(node.log), "log"), cell(node.database), cell(node.redis),
     );
     return tr;
   });
@@ -62,7 +70,8 @@ function render(stats) {
     cell("cluster"), cell(field((n) => n.connections.polling)), cell(field((n) => n.connections.websocket)),
     cell(field((n) => n.authenticatedSockets)), cell(field((n) => n.onlineUsers)), cell(field((n) => n.rooms)),
     cell(field(rate).toFixed(1)), cell(""), cell(`${field((n) => n.auth.ok)} / ${field((n) => n.auth.wrong)} / ${field((n) => n.auth.unavailable)}`),
-    cell(field((n) => n.rateLimited)), cell(""), cell(""),
+    cell(field((n) => n.rateLimited)), cell(field((n) => n.originRefused ?? 0), "origin-refused"),
+    cell(LOG_FIELDS.map((f) => field((n) => n.log?.[f] ?? 0)).join(" / "), "log"), cell(""), cell(""),
   );
   $("cluster").tBodies[0].replaceChildren(...rows, total);
   $("push-kinds").replaceChildren(...Object.entries(stats.node.pushes).map(([kind, count]) => {
