@@ -60,6 +60,29 @@ pub(super) struct Connection {
     closing: bool,
 }
 
+/// Where the user's last notes connection stopped in their log. The notes
+/// app's client sends no `seq`, so a device that comes back with no other
+/// connection of the user open anywhere picks up there (the rule Socket.IO
+/// sockets follow with their own key, `gateway::resume`): syncs made while
+/// it was away are not lost.
+const LAST_NOTES_CONNECTION: &str = "last-notes-connection";
+
+/// Where a notes device that finds its user alone should catch up from.
+async fn away_since(app: &AppState, user: Uuid) -> Option<u64> {
+    match app
+        .push()
+        .log()
+        .take_device_cursor(user, LAST_NOTES_CONNECTION)
+        .await
+    {
+        Ok(place) => place,
+        Err(err) => {
+            tracing::warn!(user_id = %user, error = %err, "last notes connection's place unavailable");
+            None
+        }
+    }
+}
+
 /// Serves one upgraded connection until it closes.
 #[tracing::instrument(name = "notes_connection", skip_all, fields(connection))]
 pub async fn serve(app: AppState, socket: WebSocket, addr: Option<IpAddr>) {
@@ -324,6 +347,17 @@ impl Connection {
                 return self.auth_failed(AuthFailure::Failed);
             }
         };
+        let first = self.session.as_ref().map(|s| s.user) != Some(user);
+        // Asked before this connection counts as the user's: "alone" must
+        // not be answered by itself.
+        let alone = first
+            && !app
+                .presence()
+                .online(&[user])
+                .await
+                .first()
+                .copied()
+                .unwrap_or(false);
         let registry = app.push().plain();
         let mut position = self.handle.cursor().lock().await;
         let max = app.config().notes_max_connections_per_user;
@@ -333,15 +367,38 @@ impl Connection {
             self.refuse(&NoteError::TooManyConnections);
             return self.close(plain::close::POLICY, "too many connections");
         }
-        let first = self.session.as_ref().map(|s| s.user) != Some(user);
-        if first {
+        let catch_up = if alone {
+            away_since(&app, user).await
+        } else {
+            None
+        };
+        if first && catch_up.is_none() {
             // Follows the user's log from now, before it hears
             // `auth_success`, so a sync caused next reaches it.
             crate::gateway::resume::follow_from_now(&app, &mut position, user).await;
         }
-        drop(position);
         let secret = envelope::session_secret(token, &claims.user, now_ms());
         self.send(&wire::auth_success(&claims.user, &secret));
+        if let Some(since) = catch_up {
+            // After `auth_success`, as the client expects; live syncs wait
+            // on the held position meanwhile and follow in order.
+            let outbox: &Handle = &self.handle;
+            let max = app.config().resume_max_events;
+            match position
+                .replay(app.push().log(), outbox, user, since, max)
+                .await
+            {
+                Ok(replayed) => {
+                    app.metrics().pushes_replayed.inc_by(replayed.count as u64);
+                    tracing::debug!(user_id = %user, since, count = replayed.count, "notes device caught up");
+                }
+                Err(err) => {
+                    tracing::warn!(user_id = %user, error = %err, "notes device not caught up; following from the next push");
+                    position.follow(user, None);
+                }
+            }
+        }
+        drop(position);
         self.session = Some(Session {
             user,
             user_id: claims.user,
@@ -361,6 +418,15 @@ impl Connection {
     }
 
     async fn finish(&mut self) {
+        if let Some((user, seq)) = self.handle.cursor().place_to_leave() {
+            let log = self.app.push().log();
+            if let Err(err) = log
+                .save_device_cursor(user, LAST_NOTES_CONNECTION, seq)
+                .await
+            {
+                tracing::warn!(user_id = %user, error = %err, "could not save where a notes connection stopped");
+            }
+        }
         if let Some(user) = self.app.push().plain().remove(self.handle.id) {
             self.app.presence().refresh(user).await;
         }

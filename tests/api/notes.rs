@@ -689,3 +689,50 @@ async fn devices_on_two_nodes_sync_through_redis_and_others_see_nothing() {
     b.round_trip().await;
     stranger.round_trip().await;
 }
+
+/// The notes app's client sends no `seq`: a device that comes back while
+/// none of its user's connections is open catches up on the syncs made
+/// while it was away, from where the last connection stopped.
+#[tokio::test]
+async fn a_device_that_was_away_catches_up_on_the_syncs_it_missed() {
+    let app = notes_app().await;
+    let sub = new_sub();
+    let bearer = token(&sub, 600);
+    let user = tidings::auth::outside::user_id_for(&sub).expect("an outside id");
+    let mut phone = NotesClient::signed_in(app.port, &sub).await;
+    create_note(&app, &sub).await;
+    phone.expect_type("note_created_sync").await;
+
+    drop(phone);
+    // Gone on the server's side too (the barrier: presence says offline).
+    let mut online = true;
+    for _ in 0..100 {
+        let answer = graphql_bearer(
+            &app,
+            &bearer,
+            "query($u: ID!) { isOnline(userId: $u) }",
+            json!({ "u": user }),
+        )
+        .await;
+        online = answer["data"]["isOnline"] == json!(true);
+        if !online {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!online, "the phone's connection was never let go");
+    let missed = [create_note(&app, &sub).await, create_note(&app, &sub).await];
+
+    let mut phone = NotesClient::signed_in(app.port, &sub).await;
+    let mut caught_up = Vec::new();
+    while caught_up.len() < missed.len() {
+        let sync = phone.expect_type("note_created_sync").await;
+        assert_eq!(sync["fromUserId"], "server");
+        if let Some(id) = sync["noteData"]["id"].as_str() {
+            if missed.iter().any(|m| m == id) {
+                caught_up.push(id.to_owned());
+            }
+        }
+    }
+    assert_eq!(caught_up, missed.to_vec());
+}
