@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use entity::now_ms;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -89,7 +89,7 @@ pub async fn serve(app: AppState, socket: WebSocket, addr: Option<IpAddr>) {
     let config = app.config();
     let (sink, stream) = socket.split();
     let (tx, rx) = mpsc::channel(config.socket_buffer_packets);
-    let writer = tokio::spawn(write(sink, rx));
+    let writer = tokio::spawn(plain::write_frames(sink, rx));
     let tab = Uuid::new_v4().simple().to_string();
     let handle = app.push().plain().add(tx, tab.clone(), false);
     tracing::Span::current().record("connection", handle.id);
@@ -114,18 +114,6 @@ pub async fn serve(app: AppState, socket: WebSocket, addr: Option<IpAddr>) {
         .is_err()
     {
         tracing::debug!("notes connection writer did not finish in time");
-    }
-}
-
-async fn write(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Message>,
-) {
-    while let Some(message) = rx.recv().await {
-        let closing = matches!(message, Message::Close(_));
-        if sink.send(message).await.is_err() || closing {
-            break;
-        }
     }
 }
 

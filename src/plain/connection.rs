@@ -71,7 +71,7 @@ pub async fn serve(app: AppState, socket: WebSocket, accepted: Accepted) {
     let config = app.config();
     let (sink, stream) = socket.split();
     let (tx, rx) = mpsc::channel(config.socket_buffer_packets);
-    let writer = tokio::spawn(write(sink, rx));
+    let writer = tokio::spawn(write_frames(sink, rx));
     let tab = Uuid::new_v4().simple().to_string();
     let handle = app.push().plain().add(tx, tab.clone(), accepted.durable);
     handle.send_json(&wire::greeting(&tab));
@@ -105,7 +105,10 @@ pub async fn serve(app: AppState, socket: WebSocket, accepted: Accepted) {
     }
 }
 
-async fn write(
+/// A connection's writer: sends what its handle queues, in order, and ends
+/// after a close frame or a failed send. Shared by every plain WebSocket
+/// endpoint (`/ws`, `/notes`).
+pub(crate) async fn write_frames(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Message>,
 ) {

@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 
 pub use channel::{PlainChannel, PlainOp};
 pub use connection::close;
+pub(crate) use connection::write_frames;
 pub use registry::{Handle, PlainRegistry};
 
 use crate::http::HttpState;
