@@ -72,12 +72,9 @@ pub async fn start_point(
             _ => Start::Now,
         };
     }
-    let log = app.push().log();
     if let Some(device) = session.device() {
-        match log.take_device_cursor(user, &device).await {
-            Ok(Some(seq)) => return Start::After(seq),
-            Ok(None) => {}
-            Err(err) => tracing::warn!(user_id = %user, error = %err, "device cursor unavailable"),
+        if let Some(seq) = take_saved_place(app, user, &device).await {
+            return Start::After(seq);
         }
     }
     let alone = !app
@@ -88,15 +85,24 @@ pub async fn start_point(
         .copied()
         .unwrap_or(false);
     if alone {
-        match log.take_device_cursor(user, LAST_SOCKET).await {
-            Ok(Some(seq)) => return Start::After(seq),
-            Ok(None) => {}
-            Err(err) => {
-                tracing::warn!(user_id = %user, error = %err, "last socket's cursor unavailable")
-            }
+        if let Some(seq) = take_saved_place(app, user, LAST_SOCKET).await {
+            return Start::After(seq);
         }
     }
     Start::Now
+}
+
+/// Takes the place saved under `key` (a device, or a transport's "last
+/// connection") for the user: it is used once. None when nothing is saved
+/// or the log cannot tell (then the connection starts from now).
+pub async fn take_saved_place(app: &AppState, user: Uuid, key: &str) -> Option<u64> {
+    match app.push().log().take_device_cursor(user, key).await {
+        Ok(place) => place,
+        Err(err) => {
+            tracing::warn!(user_id = %user, key, error = %err, "saved place unavailable");
+            None
+        }
+    }
 }
 
 /// Starts `position` at the user's current head: what comes next is the

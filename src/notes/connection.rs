@@ -67,22 +67,6 @@ pub(super) struct Connection {
 /// it was away are not lost.
 const LAST_NOTES_CONNECTION: &str = "last-notes-connection";
 
-/// Where a notes device that finds its user alone should catch up from.
-async fn away_since(app: &AppState, user: Uuid) -> Option<u64> {
-    match app
-        .push()
-        .log()
-        .take_device_cursor(user, LAST_NOTES_CONNECTION)
-        .await
-    {
-        Ok(place) => place,
-        Err(err) => {
-            tracing::warn!(user_id = %user, error = %err, "last notes connection's place unavailable");
-            None
-        }
-    }
-}
-
 /// Serves one upgraded connection until it closes.
 #[tracing::instrument(name = "notes_connection", skip_all, fields(connection))]
 pub async fn serve(app: AppState, socket: WebSocket, addr: Option<IpAddr>) {
@@ -356,7 +340,7 @@ impl Connection {
             return self.close(plain::close::POLICY, "too many connections");
         }
         let catch_up = if alone {
-            away_since(&app, user).await
+            crate::gateway::resume::take_saved_place(&app, user, LAST_NOTES_CONNECTION).await
         } else {
             None
         };
