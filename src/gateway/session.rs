@@ -30,6 +30,34 @@ use super::resume::{self, Start};
 const TRANSIENT_RETRIES: u32 = 4;
 const TRANSIENT_RETRY_FIRST: Duration = Duration::from_millis(250);
 
+/// Runs `attempt`, and again after a growing pause while its failure is
+/// `transient` (the server's own, e.g. the database pool exhausted by a
+/// reconnect storm) and the socket is still there; see
+/// `Session::authenticate_patiently`.
+async fn patiently<
+    A: Adapter,
+    T,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+>(
+    s: &SocketRef<A>,
+    mut attempt: impl FnMut() -> F,
+    transient: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let mut pause = TRANSIENT_RETRY_FIRST;
+    for _ in 0..TRANSIENT_RETRIES {
+        match attempt().await {
+            Err(err) if transient(&err) && s.connected() => {
+                tracing::warn!(socket_id = %s.id, error = %err, retry_in_ms = pause.as_millis() as u64, "authentication failed on the server's side; trying again");
+                tokio::time::sleep(jittered(pause)).await;
+                pause *= 2;
+            }
+            result => return result,
+        }
+    }
+    attempt().await
+}
+
 /// A pause spread over ½–1½ of itself, so sockets that failed together do
 /// not come back together.
 fn jittered(pause: Duration) -> Duration {
@@ -453,18 +481,12 @@ impl Session {
         s: &SocketRef<A>,
         credentials: &Credentials,
     ) -> Result<entity::user::Model, AuthError> {
-        let mut pause = TRANSIENT_RETRY_FIRST;
-        for _ in 0..TRANSIENT_RETRIES {
-            match app.auth().authenticate(credentials, self.addr).await {
-                Err(err @ (AuthError::Database(_) | AuthError::Hashing(_))) if s.connected() => {
-                    tracing::warn!(socket_id = %s.id, error = %err, retry_in_ms = pause.as_millis() as u64, "authentication failed on the server's side; trying again");
-                    tokio::time::sleep(jittered(pause)).await;
-                    pause *= 2;
-                }
-                result => return result,
-            }
-        }
-        app.auth().authenticate(credentials, self.addr).await
+        patiently(
+            s,
+            || app.auth().authenticate(credentials, self.addr),
+            |err| matches!(err, AuthError::Database(_) | AuthError::Hashing(_)),
+        )
+        .await
     }
 
     async fn verify_and_bind<A: Adapter>(
@@ -493,7 +515,13 @@ impl Session {
             }
             Proof::Token(token) => {
                 use crate::plain::identity::{verify_token, IdentityError};
-                match verify_token(app, token).await {
+                let verified = patiently(
+                    s,
+                    || verify_token(app, token),
+                    |err| matches!(err, IdentityError::Unavailable),
+                )
+                .await;
+                match verified {
                     Ok((user, _grants)) => user,
                     Err(IdentityError::Unavailable) => return Outcome::Failed,
                     Err(err) => {

@@ -175,3 +175,38 @@ async fn a_sign_in_during_a_short_database_outage_succeeds_when_it_is_back() {
 
     assert_eq!(socket.expect("auth").await, json!(true));
 }
+
+/// The same for an outside identity's first sign-in (a JWT in the
+/// handshake), whose user row is created at first sight: a storm of them
+/// exhausted the pool and was answered `auth` false.
+#[tokio::test]
+async fn a_first_jwt_sign_in_during_a_short_database_outage_succeeds_when_it_is_back() {
+    use crate::notes_client::{new_sub, token, JWT_SECRET};
+    let url = fresh_postgres_database().await;
+    let (scheme_user, rest) = url.split_once('@').expect("postgres://user@host:port/db");
+    let (host_port, database) = rest.split_once('/').expect("host:port/db");
+    let target: SocketAddr = host_port.parse().expect("an IP:port");
+    let relay = Relay::to(target).await;
+    let port = relay.port;
+    let app = spawn_app_with(|c| {
+        c.database_url = format!("{scheme_user}@127.0.0.1:{port}/{database}");
+        c.db_acquire_timeout_ms = 300;
+        c.jwt_hs256_secret = Some(JWT_SECRET.into());
+    })
+    .await;
+
+    relay.cut().await;
+    let mut socket = app
+        .socket_with(
+            Transport::WebSocket,
+            crate::client::ConnectOptions {
+                auth: Some(json!({ "token": token(&new_sub(), 600) })),
+                ..Default::default()
+            },
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _back = Relay::on(port, target).await;
+
+    assert_eq!(socket.expect("auth").await, json!(true));
+}
