@@ -147,13 +147,11 @@ async fn with_the_database_down_readyz_says_503_within_a_second_and_requests_fai
     );
 }
 
-/// A socket that authenticates while the database is briefly away (as
-/// when a reconnect storm exhausts the pool) is signed in once it answers
-/// again, without `auth` false in between: answering false would make
-/// every client of a storm come back at once, and a page that emits
-/// `initialConnection` only once would stay signed out.
-#[tokio::test]
-async fn a_sign_in_during_a_short_database_outage_succeeds_when_it_is_back() {
+/// A node on a fresh PostgreSQL database reached through a relay (with
+/// `configure` on top), the relay, and where it leads.
+async fn behind_a_relay(
+    configure: impl FnOnce(&mut tidings::config::Config),
+) -> (TestApp, Relay, SocketAddr) {
     let url = fresh_postgres_database().await;
     let (scheme_user, rest) = url.split_once('@').expect("postgres://user@host:port/db");
     let (host_port, database) = rest.split_once('/').expect("host:port/db");
@@ -163,8 +161,21 @@ async fn a_sign_in_during_a_short_database_outage_succeeds_when_it_is_back() {
     let app = spawn_app_with(|c| {
         c.database_url = format!("{scheme_user}@127.0.0.1:{port}/{database}");
         c.db_acquire_timeout_ms = 300;
+        configure(c);
     })
     .await;
+    (app, relay, target)
+}
+
+/// A socket that authenticates while the database is briefly away (as
+/// when a reconnect storm exhausts the pool) is signed in once it answers
+/// again, without `auth` false in between: answering false would make
+/// every client of a storm come back at once, and a page that emits
+/// `initialConnection` only once would stay signed out.
+#[tokio::test]
+async fn a_sign_in_during_a_short_database_outage_succeeds_when_it_is_back() {
+    let (app, relay, target) = behind_a_relay(|_| {}).await;
+    let port = relay.port;
     let alice = app.sign_up("alice").await;
     let mut socket = app.socket(Transport::WebSocket).await;
 
@@ -182,18 +193,9 @@ async fn a_sign_in_during_a_short_database_outage_succeeds_when_it_is_back() {
 #[tokio::test]
 async fn a_first_jwt_sign_in_during_a_short_database_outage_succeeds_when_it_is_back() {
     use crate::notes_client::{new_sub, token, JWT_SECRET};
-    let url = fresh_postgres_database().await;
-    let (scheme_user, rest) = url.split_once('@').expect("postgres://user@host:port/db");
-    let (host_port, database) = rest.split_once('/').expect("host:port/db");
-    let target: SocketAddr = host_port.parse().expect("an IP:port");
-    let relay = Relay::to(target).await;
+    let (app, relay, target) =
+        behind_a_relay(|c| c.jwt_hs256_secret = Some(JWT_SECRET.into())).await;
     let port = relay.port;
-    let app = spawn_app_with(|c| {
-        c.database_url = format!("{scheme_user}@127.0.0.1:{port}/{database}");
-        c.db_acquire_timeout_ms = 300;
-        c.jwt_hs256_secret = Some(JWT_SECRET.into());
-    })
-    .await;
 
     relay.cut().await;
     let mut socket = app
